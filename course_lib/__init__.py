@@ -1,0 +1,41 @@
+"""course_lib: the companion package of the course *Attention, from kernel regression to BERT*.
+
+One small module per idea, in book order:
+
+==========================  ===========================================
+module                      chapter
+==========================  ===========================================
+``course_lib.utils``        every chapter: seeding and device choice
+``course_lib.plotting``     every chapter: line plots and heatmaps
+``course_lib.kernel_regression``  1. attention pooling (Nadaraya–Watson)
+==========================  ===========================================
+"""
+
+from course_lib.kernel_regression import (
+    KERNELS,
+    NWKernelRegression,
+    boxcar_kernel,
+    constant_kernel,
+    epanechnikov_kernel,
+    gaussian_kernel,
+    nadaraya_watson,
+)
+from course_lib.plotting import plot, show_heatmaps
+from course_lib.utils import REQUIRE_CUDA_ENV, set_seed, try_gpu
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "KERNELS",
+    "NWKernelRegression",
+    "REQUIRE_CUDA_ENV",
+    "boxcar_kernel",
+    "constant_kernel",
+    "epanechnikov_kernel",
+    "gaussian_kernel",
+    "nadaraya_watson",
+    "plot",
+    "set_seed",
+    "show_heatmaps",
+    "try_gpu",
+]
