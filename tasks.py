@@ -105,7 +105,8 @@ def notebooks() -> list[Path]:
 
 def build_book(py: Path, warnings_as_errors: bool = True) -> Path:
     """Build the HTML book from the notebooks' stored outputs into _build/html."""
-    cmd = [py, "-m", "jupyter_book", "build", ROOT, "--builder", "html", "--keep-going"]
+    jb = py.parent / ("jupyter-book.exe" if os.name == "nt" else "jupyter-book")
+    cmd = [jb, "build", ROOT, "--builder", "html", "--keep-going"]
     if warnings_as_errors:
         cmd += ["--warningiserror", "--nitpick"]
     run(cmd)

@@ -1,10 +1,15 @@
-"""Serve MathJax from the built book itself instead of a CDN.
+"""Sphinx tweaks for the course book: local MathJax, and no duplicate page scripts.
 
-The book must typeset its formulas offline (in the test suite's browser check, on a
+1. Serve MathJax from the built book itself instead of a CDN. The book must typeset its formulas offline (in the test suite's browser check, on a
 laptop without network, on a course server behind a firewall). MathJax 3's files come
 from the pinned PyPI package ``django-static-mathjax`` (a plain copy of MathJax's
 release; importable as ``mathjax``). This extension points Sphinx's ``mathjax_path``
 at ``_static/mathjax/`` and copies the few parts MathJax needs there after the build.
+
+2. sphinx-thebe (loaded by Jupyter Book 1 whether or not live code is used) registers
+its inline configuration script twice, and the second ``const THEBE_JS_URL = ...``
+is a JavaScript error on every page. Before a page is written, identical script
+entries are dropped, keeping the first.
 """
 
 from __future__ import annotations
@@ -54,7 +59,24 @@ def _copy(app: Sphinx, exception: Exception | None) -> None:
             shutil.copy2(src, dst)
 
 
+def _drop_duplicate_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    scripts = context.get("script_files")
+    if not scripts:
+        return
+    seen, unique = set(), []
+    for js in scripts:
+        # The two copies differ only in filename None vs "": treat both as "inline".
+        key = (getattr(js, "filename", None) or "", tuple(sorted(getattr(js, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(js)
+    # In place: it is the builder's own list, which later handlers (MathJax's) append to.
+    scripts[:] = unique
+
+
 def setup(app: Sphinx) -> dict[str, object]:
     app.connect("config-inited", _configure)
     app.connect("build-finished", _copy)
+    # Early: the event stops at the first handler that returns a template name.
+    app.connect("html-page-context", _drop_duplicate_scripts, priority=100)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
