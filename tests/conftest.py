@@ -19,6 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from d2l_oracle import load_d2l  # noqa: E402
 
+sys.path.insert(0, str(ROOT))
+import tasks  # noqa: E402  (the project's own commands: homework generation and grading)
+
 
 @pytest.fixture(scope="session")
 def d2l():
@@ -33,7 +36,13 @@ def _close_figures():
 
 
 @pytest.fixture(scope="session")
-def built_book() -> Path:
+def homework_zips() -> list[Path]:
+    """Generate every homework's student notebook and autograder once per session."""
+    return tasks.generate_homework()
+
+
+@pytest.fixture(scope="session")
+def built_book(homework_zips) -> Path:
     """Build the HTML book once per session, warnings as errors; return _build/html."""
     jb = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(jb), "build", str(ROOT), "--all", "--builder", "html", "--keep-going", "--warningiserror", "--nitpick"]
