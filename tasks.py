@@ -304,17 +304,26 @@ def config_repo_url() -> str:
     return m.group(1)
 
 
+def config_repo_branch() -> str:
+    m = re.search(r"^repository:\s*\n(?:\s+.*\n)*?\s+branch:\s*(\S+)", (ROOT / "_config.yml").read_text(), re.M)
+    return m.group(1) if m else "main"
+
+
 REPO_LINE = re.compile(r'^COURSE_REPO = "[^"]*"', re.M)
+BRANCH_LINE = re.compile(r'^COURSE_BRANCH = "[^"]*"', re.M)
 
 
 def cmd_sync_repo_url(args: argparse.Namespace) -> None:
-    url = config_repo_url()
+    url, branch = config_repo_url(), config_repo_branch()
+    req = HOMEWORK_DIR / "requirements-autograder.txt"
+    req.write_text(re.sub(r"^course_lib @ git\+\S+$", f"course_lib @ git+{url}@{branch}", req.read_text(), flags=re.M))
     for path in notebooks():
         nb = json.loads(path.read_text())
         changed = False
         for cell in nb["cells"]:
             src = "".join(cell["source"])
             new = REPO_LINE.sub(f'COURSE_REPO = "{url}"', src)
+            new = BRANCH_LINE.sub(f'COURSE_BRANCH = "{branch}"', new)
             if new != src:
                 cell["source"] = new.splitlines(keepends=True)
                 changed = True

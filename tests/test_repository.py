@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
+import tasks
+
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted(p for p in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+NOTEBOOKS = tasks.notebooks()  # chapters and homework masters; not generated copies
+CHAPTERS = [p for p in NOTEBOOKS if p.parent.name == "book"]
 
 
 def config_value(key: str) -> str:
@@ -30,10 +33,10 @@ def code_cells(nb: dict) -> list[dict]:
     return [c for c in nb["cells"] if c["cell_type"] == "code"]
 
 
-def test_there_are_notebooks_and_toc_lists_each_one():
-    assert NOTEBOOKS, "book/ has no notebooks"
+def test_there_are_notebooks_and_toc_lists_each_chapter():
+    assert CHAPTERS, "book/ has no chapters"
     toc = (ROOT / "_toc.yml").read_text()
-    for nb in NOTEBOOKS:
+    for nb in CHAPTERS:
         assert f"file: {nb.relative_to(ROOT).with_suffix('').as_posix()}" in toc, f"{nb.name} missing from _toc.yml"
 
 
@@ -77,8 +80,14 @@ def test_first_cell_installs_course_lib_from_the_configured_repository(nb_path, 
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # as on a fresh Colab
     exec(compile(source, "first cell", "exec"), {})
-    assert len(calls) == 1 and calls[0][1:4] == ["-m", "pip", "install"]
+    assert calls and all(c[1:4] == ["-m", "pip", "install"] for c in calls)
     assert calls[0][-1] == f"git+{config_value('url')}@{config_value('branch')}"
+    assert all("==" in c[-1] for c in calls[1:]), "other packages a notebook installs must be pinned"
+
+
+def test_autograder_requirements_install_course_lib_from_the_configured_repository():
+    req = (ROOT / "book" / "homework" / "requirements-autograder.txt").read_text()
+    assert f"course_lib @ git+{config_value('url')}@{config_value('branch')}" in req
 
 
 def test_course_lib_never_imports_d2l():
