@@ -48,8 +48,8 @@ def epanechnikov_kernel(u: Tensor) -> Tensor:
 KERNELS: dict[str, Kernel] = {
     "gaussian": gaussian_kernel,
     "boxcar": boxcar_kernel,
-    "constant": constant_kernel,
     "epanechnikov": epanechnikov_kernel,
+    "constant": constant_kernel,
 }
 
 
