@@ -60,6 +60,12 @@ def test_kernels_match_closed_forms():
     np.testing.assert_allclose(epanechnikov_kernel(u).numpy(), np.where(np.abs(un) <= 1, 0.75 * (1 - un**2), 0.0))
 
 
+def test_window_edges_are_inside_the_window():
+    edges = torch.tensor([-1.0, 1.0, 1.0 + 1e-6, -1.0 - 1e-6])
+    assert boxcar_kernel(edges).tolist() == [1.0, 1.0, 0.0, 0.0]  # |u| <= 1 is inside
+    assert epanechnikov_kernel(edges).tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
 def test_normalized_kernels_integrate_to_expected_mass():
     u = torch.linspace(-8, 8, 160001)
     du = (u[1] - u[0]).item()
