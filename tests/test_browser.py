@@ -19,7 +19,12 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-PAGES = ["book/chapter_01_attention_pooling.html", "book/preface.html", "book/glossary.html"]
+PAGES = [
+    "book/chapter_01_attention_pooling.html",
+    "book/preface.html",
+    "book/glossary.html",
+    "book/homework/_student/hw01_attention_pooling.html",
+]
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +99,9 @@ def test_page_renders_math_and_has_no_console_errors(browser, server, page):
     assert state["mjxErrors"] == 0, "MathJax reported TeX errors"
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == [], errors
+    out = Path(__file__).resolve().parents[1] / "_build" / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(out / f"page_{Path(page).stem}.png"))
 
 
 def test_chapter_figures_load_and_screenshot(browser, server, built_book):
