@@ -115,3 +115,21 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
     ci = (ROOT / ".ci" / "run").read_text()
     commands = [line for line in ci.splitlines() if line.strip() and not line.lstrip().startswith(("#", "set ", "cd "))]
     assert commands == ["python3 tasks.py test"], commands
+
+
+def test_course_lib_builds_as_a_wheel_with_loose_dependencies(tmp_path):
+    """What `pip install git+<repository>` does in Colab, offline: build course_lib's wheel."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+    )
+    (wheel,) = tmp_path.glob("course_lib-*.whl")
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        metadata = zf.read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert "course_lib/kernel_regression.py" in names and "course_lib/plotting.py" in names
+    assert not any(n.startswith(("tests/", "book/")) for n in names)
+    requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    assert any("torch" in r for r in requires) and not any("==" in r for r in requires), requires
