@@ -8,9 +8,18 @@ module                      chapter
 ``course_lib.utils``        every chapter: seeding and device choice
 ``course_lib.plotting``     every chapter: line plots and heatmaps
 ``course_lib.kernel_regression``  1. attention pooling (Nadaraya–Watson)
+``course_lib.masking``      2. masked softmax and mask helpers
+``course_lib.attention_scoring``  2. additive and scaled dot-product attention
+``course_lib.benchmark``    2. timing and peak memory of attention
 ==========================  ===========================================
 """
 
+from course_lib.attention_scoring import (
+    IMPLEMENTATIONS,
+    AdditiveAttention,
+    DotProductAttention,
+    dot_product_attention,
+)
 from course_lib.kernel_regression import (
     KERNELS,
     NWKernelRegression,
@@ -20,12 +29,21 @@ from course_lib.kernel_regression import (
     gaussian_kernel,
     nadaraya_watson,
 )
+from course_lib.masking import causal_mask, local_window_mask, masked_softmax, padding_mask
 from course_lib.plotting import plot, show_heatmaps
 from course_lib.utils import REQUIRE_CUDA_ENV, set_seed, try_gpu
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "IMPLEMENTATIONS",
+    "AdditiveAttention",
+    "DotProductAttention",
+    "dot_product_attention",
+    "causal_mask",
+    "local_window_mask",
+    "masked_softmax",
+    "padding_mask",
     "KERNELS",
     "NWKernelRegression",
     "REQUIRE_CUDA_ENV",

@@ -1,0 +1,184 @@
+"""Chapter 2: attention scoring functions.
+
+Shape legend: B batch, Tq queries, Tk keys, D query/key size, Dv value size, Hd the
+hidden size of additive attention.
+
+Two scoring functions, each turning queries and keys into scores (B, Tq, Tk) that a
+masked softmax turns into weights, which then average the values:
+
+* scaled dot product (equation 2.6): ``a(q, k) = q . k / sqrt(D)``;
+* additive (equation 2.4): ``a(q, k) = w_v . tanh(W_q q + W_k k)``.
+
+Dot-product attention has two implementations with the same parameters (none) and
+the same results, chosen explicitly by ``impl``:
+
+* ``"manual"``, the teaching path: the matrix products of the chapter, written out;
+  the attention weights are kept for plotting;
+* ``"sdpa"``, the fast path: ``torch.nn.functional.scaled_dot_product_attention``,
+  PyTorch's fused kernel, which never stores the (B, Tq, Tk) weights. Asking it for
+  the weights raises an error that says to use ``impl="manual"``.
+
+Constructor arguments and parameter names follow d2l 1.0.3's classes of the same
+names, so their state dicts load into ours with ``strict=True`` and give the same
+outputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from course_lib.masking import combine_masks, masked_softmax
+
+IMPLEMENTATIONS = ("manual", "sdpa")
+
+
+def _check_impl(impl: str) -> str:
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
+    return impl
+
+
+def _check_qkv(queries: Tensor, keys: Tensor, values: Tensor, same_size: bool) -> None:
+    for name, t in (("queries", queries), ("keys", keys), ("values", values)):
+        if not isinstance(t, Tensor) or t.dim() != 3:
+            raise ValueError(f"{name} must be a 3-D tensor (B, T, size), got {getattr(t, 'shape', type(t).__name__)}")
+    if not (queries.shape[0] == keys.shape[0] == values.shape[0]):
+        raise ValueError(
+            f"batch sizes differ: queries {queries.shape[0]}, keys {keys.shape[0]}, values {values.shape[0]}"
+        )
+    if keys.shape[1] != values.shape[1]:
+        raise ValueError(f"keys and values need the same number of positions Tk, got {keys.shape[1]} and {values.shape[1]}")
+    if same_size and queries.shape[2] != keys.shape[2]:
+        raise ValueError(
+            f"dot-product attention needs queries and keys of the same size D, got {queries.shape[2]} and "
+            f"{keys.shape[2]} (additive attention allows different sizes)"
+        )
+
+
+def dot_product_attention(
+    queries: Tensor,
+    keys: Tensor,
+    values: Tensor,
+    valid_lens: Tensor | None = None,
+    attn_mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    impl: str = "manual",
+) -> tuple[Tensor, Tensor | None]:
+    """Scaled dot-product attention, softmax(Q K^T / sqrt(D)) V with masking.
+
+    Args:
+        queries (B, Tq, D), keys (B, Tk, D), values (B, Tk, Dv).
+        valid_lens: None, (B,) or (B, Tq): keys at positions >= valid_len are ignored.
+        attn_mask: boolean, broadcastable to (B, Tq, Tk), True = may attend.
+        dropout_p: dropout on the attention weights (use 0.0 in evaluation).
+        impl: "manual" (teaching path) or "sdpa" (PyTorch's fused kernel).
+
+    Returns:
+        ``(output, weights)``: output (B, Tq, Dv); weights (B, Tq, Tk) for
+        ``impl="manual"``, None for ``impl="sdpa"``. A query whose keys are all
+        masked gets weights of zero and an output of zero on both paths.
+    """
+    _check_impl(impl)
+    _check_qkv(queries, keys, values, same_size=True)
+    scores_shape = torch.Size((queries.shape[0], queries.shape[1], keys.shape[1]))
+    mask = combine_masks(scores_shape, valid_lens, attn_mask)  # (B, Tq, Tk) bool or None
+    if impl == "sdpa":
+        # PyTorch (>= 2.5) returns zeros for fully masked rows, as the teaching path does;
+        # tests/test_attention_scoring.py checks it for the pinned version.
+        out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, dropout_p=dropout_p)
+        return out, None
+    d = queries.shape[-1]
+    scores = torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)  # (B, Tq, Tk)
+    weights = masked_softmax(scores, attn_mask=mask)  # (B, Tq, Tk)
+    dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
+    return torch.bmm(dropped, values), weights  # (B, Tq, Dv)
+
+
+class _KeepsWeights(nn.Module):
+    """Keeps the attention weights of the last forward call, for plotting."""
+
+    impl: str = "manual"
+    _attention_weights: Tensor | None = None
+
+    @property
+    def attention_weights(self) -> Tensor:
+        """Attention weights (B, Tq, Tk) of the last forward call (teaching path only)."""
+        if self.impl != "manual":
+            raise RuntimeError(
+                f"impl={self.impl!r} calls PyTorch's fused kernel, which never forms the attention weights; "
+                "use impl='manual' (same parameters, same outputs) to get them"
+            )
+        if self._attention_weights is None:
+            raise RuntimeError("no attention weights yet: call the module first")
+        return self._attention_weights
+
+
+class DotProductAttention(_KeepsWeights):
+    """Scaled dot-product attention (equation 2.6); no parameters.
+
+    ``DotProductAttention(dropout, impl="manual")``; forward
+    ``(queries (B, Tq, D), keys (B, Tk, D), values (B, Tk, Dv), valid_lens=None,
+    attn_mask=None) -> (B, Tq, Dv)``. Same constructor argument as d2l's class.
+    """
+
+    def __init__(self, dropout: float, impl: str = "manual") -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.impl = _check_impl(impl)
+
+    def forward(
+        self,
+        queries: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        valid_lens: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+    ) -> Tensor:
+        p = self.dropout.p if self.training else 0.0
+        out, weights = dot_product_attention(queries, keys, values, valid_lens, attn_mask, p, self.impl)
+        self._attention_weights = None if weights is None else weights.detach()
+        return out
+
+
+class AdditiveAttention(_KeepsWeights):
+    """Additive attention (equation 2.4): scores w_v . tanh(W_q q + W_k k).
+
+    ``AdditiveAttention(num_hiddens, dropout)`` as in d2l: ``W_q``, ``W_k`` (to
+    ``num_hiddens``, no bias) and ``w_v`` (to 1, no bias) are lazy linear layers that
+    learn their input sizes on the first call; pass ``query_size`` and ``key_size`` to
+    create them right away. Queries and keys may have different sizes. Forward
+    ``(queries (B, Tq, Dq), keys (B, Tk, Dk), values (B, Tk, Dv), valid_lens=None,
+    attn_mask=None) -> (B, Tq, Dv)``. Only a teaching path exists: the fused kernel
+    computes dot-product scores only.
+    """
+
+    def __init__(
+        self, num_hiddens: int, dropout: float, query_size: int | None = None, key_size: int | None = None
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_hiddens, int) or num_hiddens <= 0:
+            raise ValueError(f"num_hiddens must be a positive int, got {num_hiddens!r}")
+        self.W_q = nn.Linear(query_size, num_hiddens, bias=False) if query_size else nn.LazyLinear(num_hiddens, bias=False)
+        self.W_k = nn.Linear(key_size, num_hiddens, bias=False) if key_size else nn.LazyLinear(num_hiddens, bias=False)
+        self.w_v = nn.Linear(num_hiddens, 1, bias=False) if query_size and key_size else nn.LazyLinear(1, bias=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        queries: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        valid_lens: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+    ) -> Tensor:
+        _check_qkv(queries, keys, values, same_size=False)
+        q, k = self.W_q(queries), self.W_k(keys)  # (B, Tq, Hd), (B, Tk, Hd)
+        features = torch.tanh(q.unsqueeze(2) + k.unsqueeze(1))  # (B, Tq, 1, Hd) + (B, 1, Tk, Hd) -> (B, Tq, Tk, Hd)
+        scores = self.w_v(features).squeeze(-1)  # (B, Tq, Tk)
+        weights = masked_softmax(scores, valid_lens, attn_mask)  # (B, Tq, Tk)
+        self._attention_weights = weights.detach()
+        return torch.bmm(self.dropout(weights), values)  # (B, Tq, Dv)

@@ -1,0 +1,169 @@
+"""Scoring functions: d2l 1.0.3's classes and PyTorch's fused kernel as oracles."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from course_lib import AdditiveAttention, DotProductAttention, causal_mask, dot_product_attention, local_window_mask
+
+SHAPES = [(1, 1, 1, 4, 4), (2, 3, 5, 8, 6), (3, 7, 7, 16, 16), (2, 12, 9, 32, 5)]  # B, Tq, Tk, D, Dv
+
+
+def qkv(B, Tq, Tk, D, Dv, seed=0, requires_grad=False):
+    g = torch.Generator().manual_seed(seed)
+    ts = [torch.randn(B, Tq, D, generator=g), torch.randn(B, Tk, D, generator=g), torch.randn(B, Tk, Dv, generator=g)]
+    return [t.requires_grad_(requires_grad) for t in ts]
+
+
+def lengths(B, Tq, Tk, per_query, seed=1, allow_zero=False):
+    g = torch.Generator().manual_seed(seed)
+    low = 0 if allow_zero else 1
+    shape = (B, Tq) if per_query else (B,)
+    return torch.randint(low, Tk + 1, shape, generator=g)
+
+
+def sdpa_reference(q, k, v, mask):
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("per_query", [False, True])
+def test_dot_product_matches_d2l(d2l, shape, per_query):
+    B, Tq, Tk, D, Dv = shape
+    q, k, v = qkv(*shape)
+    vl = lengths(B, Tq, Tk, per_query)
+    ours, theirs = DotProductAttention(0.0).eval(), d2l.DotProductAttention(0.0).eval()
+    torch.testing.assert_close(ours(q, k, v, vl), theirs(q, k, v, vl.clone()))
+    torch.testing.assert_close(ours.attention_weights, theirs.attention_weights)
+    torch.testing.assert_close(ours(q, k, v), theirs(q, k, v))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("masking", ["none", "padding", "per_query", "causal", "local", "padding+causal"])
+def test_teaching_and_fused_paths_agree_with_pytorch_outputs_and_gradients(shape, masking):
+    B, Tq, Tk, D, Dv = shape
+    vl, mask = None, None
+    if "padding" in masking:
+        vl = lengths(B, Tq, Tk, per_query=False, allow_zero=True)
+    if masking == "per_query":
+        vl = lengths(B, Tq, Tk, per_query=True, allow_zero=True)
+    if "causal" in masking:
+        mask = causal_mask(Tq, Tk) if Tk >= Tq else None
+    if masking == "local":
+        mask = local_window_mask(Tq, Tk, 2)
+    results = {}
+    for impl in ("manual", "sdpa", "reference"):
+        q, k, v = qkv(*shape, requires_grad=True)
+        if impl == "reference":  # PyTorch's own kernel with the mask built by hand
+            full = torch.ones(B, Tq, Tk, dtype=torch.bool)
+            if vl is not None:
+                lens = vl if vl.dim() == 2 else vl.unsqueeze(1).expand(B, Tq)
+                full &= torch.arange(Tk).view(1, 1, -1) < lens.unsqueeze(-1)
+            if mask is not None:
+                full &= mask
+            out = sdpa_reference(q, k, v, full)
+        else:
+            out = DotProductAttention(0.0, impl=impl).eval()(q, k, v, vl, attn_mask=mask)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results[impl] = (out, q.grad, k.grad, v.grad)
+    for impl in ("manual", "sdpa"):
+        for a, b in zip(results[impl], results["reference"]):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_fully_masked_query_gives_zero_on_both_paths():
+    q, k, v = qkv(2, 3, 4, 8, 5)
+    vl = torch.tensor([0, 2])
+    for impl in ("manual", "sdpa"):
+        out = DotProductAttention(0.0, impl=impl)(q, k, v, vl)
+        assert out[0].eq(0).all() and torch.isfinite(out).all()
+
+
+def test_scaled_scores_closed_form():
+    q, k, v = qkv(1, 2, 3, 4, 3)
+    out, w = dot_product_attention(q, k, v)
+    expected = torch.softmax(q @ k.transpose(1, 2) / math.sqrt(4), dim=-1)
+    torch.testing.assert_close(w, expected)
+    torch.testing.assert_close(out, expected @ v)
+
+
+def test_fast_path_refuses_to_invent_weights():
+    attn = DotProductAttention(0.0, impl="sdpa")
+    attn(*qkv(1, 2, 3, 4, 4))
+    with pytest.raises(RuntimeError, match="use impl='manual'"):
+        attn.attention_weights
+    with pytest.raises(RuntimeError, match="call the module first"):
+        DotProductAttention(0.0).attention_weights
+
+
+def test_dropout_only_in_training_and_on_the_weights():
+    torch.manual_seed(0)
+    q, k, v = qkv(2, 4, 6, 8, 8)
+    attn = DotProductAttention(0.5)
+    attn.eval()
+    torch.testing.assert_close(attn(q, k, v), DotProductAttention(0.0)(q, k, v))
+    attn.train()
+    assert not torch.allclose(attn(q, k, v), DotProductAttention(0.0)(q, k, v))
+    torch.testing.assert_close(attn.attention_weights.sum(-1), torch.ones(2, 4))  # stored before dropout
+
+
+@pytest.mark.parametrize("per_query", [False, True])
+def test_additive_attention_state_dicts_load_both_ways_with_d2l(d2l, per_query):
+    torch.manual_seed(0)
+    q = torch.randn(2, 3, 20)
+    k, v = torch.randn(2, 6, 7), torch.randn(2, 6, 4)
+    vl = lengths(2, 3, 6, per_query)
+    theirs = d2l.AdditiveAttention(num_hiddens=8, dropout=0.1).eval()
+    theirs(q, k, v, vl.clone())  # materialize d2l's lazy layers
+    ours = AdditiveAttention(num_hiddens=8, dropout=0.1).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    torch.testing.assert_close(ours(q, k, v, vl), theirs(q, k, v, vl.clone()))
+    torch.testing.assert_close(ours.attention_weights, theirs.attention_weights)
+    eager = AdditiveAttention(8, 0.1, query_size=20, key_size=7).eval()
+    eager.load_state_dict(theirs.state_dict(), strict=True)
+    torch.testing.assert_close(eager(q, k, v, vl), theirs(q, k, v, vl.clone()))
+    back = d2l.AdditiveAttention(num_hiddens=8, dropout=0.1).eval()
+    back(q, k, v, vl.clone())
+    back.load_state_dict(eager.state_dict(), strict=True)
+    torch.testing.assert_close(back(q, k, v, vl.clone()), eager(q, k, v, vl))
+    assert sorted(eager.state_dict()) == ["W_k.weight", "W_q.weight", "w_v.weight"]
+
+
+def test_additive_attention_closed_form():
+    torch.manual_seed(1)
+    attn = AdditiveAttention(5, 0.0, query_size=3, key_size=2)
+    q, k, v = torch.randn(1, 2, 3), torch.randn(1, 4, 2), torch.randn(1, 4, 6)
+    out = attn(q, k, v)
+    scores = torch.empty(2, 4)
+    for i in range(2):
+        for j in range(4):
+            hidden = torch.tanh(attn.W_q.weight @ q[0, i] + attn.W_k.weight @ k[0, j])
+            scores[i, j] = attn.w_v.weight[0] @ hidden
+    torch.testing.assert_close(out[0], torch.softmax(scores, -1) @ v[0])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((torch.zeros(2, 3, 4), torch.zeros(2, 5, 6), torch.zeros(2, 5, 6)), "same size D, got 4 and 6"),
+        ((torch.zeros(2, 3, 4), torch.zeros(3, 5, 4), torch.zeros(3, 5, 6)), "batch sizes differ"),
+        ((torch.zeros(2, 3, 4), torch.zeros(2, 5, 4), torch.zeros(2, 4, 6)), "same number of positions Tk"),
+        ((torch.zeros(3, 4), torch.zeros(2, 5, 4), torch.zeros(2, 5, 6)), r"queries must be a 3-D tensor"),
+    ],
+)
+def test_shape_errors(args, message):
+    with pytest.raises(ValueError, match=message):
+        DotProductAttention(0.0)(*args)
+
+
+def test_valid_lens_out_of_range_and_bad_impl():
+    with pytest.raises(ValueError, match=r"valid_lens must lie in \[0, 5\]"):
+        DotProductAttention(0.0, impl="sdpa")(*qkv(2, 3, 5, 4, 4), torch.tensor([2, 9]))
+    with pytest.raises(ValueError, match=r"impl must be one of \('manual', 'sdpa'\)"):
+        DotProductAttention(0.0, impl="flash")
+    with pytest.raises(ValueError, match="num_hiddens must be a positive int"):
+        AdditiveAttention(0, 0.1)
