@@ -109,7 +109,7 @@ def show_heatmaps(
             matrix or a row of them ``(num_cols, Q, K)`` is also accepted. For attention
             weights, rows are queries and columns are keys.
         xlabel, ylabel: labels of the bottom row's x axes and the left column's y axes.
-        titles: one title per column.
+        titles: one title per column, shown above the top row.
         vmin, vmax: colour limits; by default the smallest and largest entry over all
             panels, so that the one colour bar is true for every panel.
 
@@ -142,7 +142,7 @@ def show_heatmaps(
                 ax.set_xlabel(xlabel)
             if j == 0:
                 ax.set_ylabel(ylabel)
-            if titles is not None:
+            if titles is not None and i == 0:  # one title per column, on the top row
                 ax.set_title(titles[j])
     fig.colorbar(image, ax=axes, shrink=0.6)
     return fig

@@ -1,13 +1,16 @@
 """Homework: generation, self-checks, and grading without containers (Otter-Grader 7).
 
-Graded submissions: the master's solutions (full marks), the untouched student notebook
-(zero), and a deliberately wrong answer (fails the hidden test written to catch it).
+For every master notebook in book/homework/: the student version has no solutions and
+carries only public tests; its self-checks fail before and pass after answering; graded
+by the autograder, the master's solutions get full marks, the untouched student
+notebook zero, and a deliberately wrong answer fails the hidden test written to catch it.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -17,13 +20,53 @@ from nbclient import NotebookClient
 
 import tasks
 
-HW = "hw01_attention_pooling"
-CODING = {"q1": 2, "q2": 3, "q3": 3, "q4": 2}
+HOMEWORKS = [m.stem for m in tasks.homework_masters()]
+
+# One classic mistake per homework: (function, line to drop or (old, new), the question
+# whose hidden test must catch it, its failure message, questions that build on it).
+WRONG_ANSWERS = {
+    "hw01_attention_pooling": (
+        "loo_mse", "masked_fill", "q3", "loo_mse must predict each point from the OTHER points only", ()
+    ),
+    "hw02_attention_scoring": (
+        "my_masked_softmax",
+        ("torch.finfo(X.dtype).min", "-10.0"),
+        "q1",
+        "masked keys must get exactly zero weight, whatever the scores",
+        ("q2",),  # my_dot_product_attention calls my_masked_softmax
+    ),
+}
 
 
-@pytest.fixture(scope="module")
-def hw_dir(homework_zips) -> Path:
-    return tasks.HOMEWORK_BUILD / HW
+def test_every_homework_has_a_wrong_answer_case():
+    assert HOMEWORKS and set(HOMEWORKS) == set(WRONG_ANSWERS)
+
+
+def master_cells(hw: str) -> list[dict]:
+    return json.loads((tasks.HOMEWORK_DIR / f"{hw}.ipynb").read_text())["cells"]
+
+
+def solution_lines(hw: str) -> list[str]:
+    """Code lines between # BEGIN SOLUTION and # END SOLUTION comments in the master."""
+    lines, inside = [], False
+    for cell in master_cells(hw):
+        for line in "".join(cell["source"]).splitlines() if cell["cell_type"] == "code" else []:
+            if line.strip() == "# BEGIN SOLUTION":
+                inside = True
+            elif line.strip() == "# END SOLUTION":
+                inside = False
+            elif inside and len(line.strip()) > 12:
+                lines.append(line.strip())
+    return lines
+
+
+def hidden_test_names(hw: str) -> list[str]:
+    names = []
+    for cell in master_cells(hw):
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "code" and re.search(r"^hidden:\s*true", src, re.M):
+            names += re.findall(r"^def (test_\w+)", src, re.M)
+    return names
 
 
 def code_sources(path: Path) -> str:
@@ -31,28 +74,30 @@ def code_sources(path: Path) -> str:
     return "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
 
 
-def test_generation_writes_student_version_and_autograder(hw_dir):
-    student = hw_dir / "student" / f"{HW}.ipynb"
-    assert student.is_file() and (hw_dir / f"{HW}-autograder.zip").is_file() and (hw_dir / f"{HW}-student.zip").is_file()
-    assert (tasks.HOMEWORK_PAGES / f"{HW}.ipynb").read_text() == student.read_text()
+@pytest.fixture(scope="module")
+def generated(homework_zips) -> dict[str, Path]:
+    return {hw: tasks.HOMEWORK_BUILD / hw for hw in HOMEWORKS}
+
+
+@pytest.mark.parametrize("hw", HOMEWORKS)
+def test_generation_writes_student_version_without_solutions(generated, hw):
+    out = generated[hw]
+    student = out / "student" / f"{hw}.ipynb"
+    assert student.is_file() and (out / f"{hw}-autograder.zip").is_file() and (out / f"{hw}-student.zip").is_file()
+    assert (tasks.HOMEWORK_PAGES / f"{hw}.ipynb").read_text() == student.read_text()
     code = code_sources(student)
-    # No solution survives: the master's solution lines are gone, hidden tests are absent.
-    for solution_line in ("clamp(1 - u.abs() ** 3", "masked_fill", "k / k.sum(dim=1", "(weights ** 2).sum"):
-        assert solution_line not in code, solution_line
-    assert "test_loo_excludes_each_point_itself" not in code
-    assert sorted((hw_dir / "student" / "tests").glob("*.py")) != []
-    for q in CODING:
-        assert f'grader.check("{q}")' in code
+    lines = solution_lines(hw)
+    assert len(lines) >= 4
+    leaked = [line for line in lines if line in code]
+    assert leaked == [], f"solution lines in the student notebook: {leaked}"
+    hidden = hidden_test_names(hw)
+    assert hidden and not [name for name in hidden if name in code], "hidden tests leaked"
+    assert "PUBLIC_TESTS = {" in code  # the public tests travel inside the notebook
+    questions = set(re.findall(r'^grader\.check\("(q\d+)"\)', code, re.M))
+    assert questions and {p.stem for p in (out / "student" / "tests").glob("q*.py")} == questions
     nb = json.loads(student.read_text())
     written = [c for c in nb["cells"] if c["cell_type"] == "markdown" and "Type your answer here" in "".join(c["source"])]
-    assert len(written) == 2
-    assert "Each training input is at distance zero" not in student.read_text()  # written solutions removed
-
-
-def test_public_tests_are_embedded_and_hidden_ones_are_not(hw_dir):
-    code = code_sources(hw_dir / "student" / f"{HW}.ipynb")
-    assert "PUBLIC_TESTS = {" in code and "test_tricube_peak_and_outside" in code
-    assert "test_tricube_formula_shape_and_mass" not in code
+    assert written, "the written questions' answers must be blanked"
 
 
 def run_notebook(path: Path, workdir: Path) -> nbformat.NotebookNode:
@@ -66,19 +111,15 @@ def check_outputs(nb) -> dict[str, str]:
     for c in nb.cells:
         src = "".join(c.source) if c.cell_type == "code" else ""
         if src.startswith('grader.check("'):
-            q = src.split('"')[1]
-            out[q] = "".join(o.get("data", {}).get("text/plain", "") + o.get("text", "") for o in c.outputs)
+            out[src.split('"')[1]] = "".join(o.get("data", {}).get("text/plain", "") + o.get("text", "") for o in c.outputs)
     return out
 
 
-def answered_student_notebook(hw_dir: Path, dest: Path) -> Path:
+def answered_student_notebook(out: Path, hw: str, dest: Path) -> Path:
     """The student notebook with every answer cell replaced by the master's solution cell."""
-    solution = nbformat.read(hw_dir / "autograder" / f"{HW}.ipynb", as_version=4)
-    by_def = {}
-    for c in solution.cells:
-        if c.cell_type == "code" and c.source.startswith("def "):
-            by_def[c.source.split("(")[0]] = c.source
-    nb = nbformat.read(hw_dir / "student" / f"{HW}.ipynb", as_version=4)
+    solution = nbformat.read(out / "autograder" / f"{hw}.ipynb", as_version=4)
+    by_def = {c.source.split("(")[0]: c.source for c in solution.cells if c.cell_type == "code" and c.source.startswith("def ")}
+    nb = nbformat.read(out / "student" / f"{hw}.ipynb", as_version=4)
     for c in nb.cells:
         if c.cell_type == "code" and "otter_answer_cell" in c.metadata.get("tags", []):
             c.source = by_def[c.source.split("(")[0]]
@@ -86,64 +127,76 @@ def answered_student_notebook(hw_dir: Path, dest: Path) -> Path:
     return dest
 
 
-def test_self_checks_run_offline_in_the_student_notebook(hw_dir, tmp_path):
+@pytest.mark.parametrize("hw", HOMEWORKS)
+def test_self_checks_run_offline_in_the_student_notebook(generated, hw, tmp_path):
     """What a student sees: failing checks before answering, passing ones after."""
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    shutil.copy(hw_dir / "student" / f"{HW}.ipynb", empty / f"{HW}.ipynb")
-    before = check_outputs(run_notebook(empty / f"{HW}.ipynb", empty))
-    assert set(before) == set(CODING)
-    assert all("failed" in text.lower() for text in before.values()), before
-
-    done = tmp_path / "done"
-    done.mkdir()
-    after = check_outputs(run_notebook(answered_student_notebook(hw_dir, done / f"{HW}.ipynb"), done))
+    out = generated[hw]
+    (tmp_path / "empty").mkdir()
+    shutil.copy(out / "student" / f"{hw}.ipynb", tmp_path / "empty" / f"{hw}.ipynb")
+    before = check_outputs(run_notebook(tmp_path / "empty" / f"{hw}.ipynb", tmp_path / "empty"))
+    assert before and all("failed" in text.lower() for text in before.values()), before
+    (tmp_path / "done").mkdir()
+    after = check_outputs(run_notebook(answered_student_notebook(out, hw, tmp_path / "done" / f"{hw}.ipynb"), tmp_path / "done"))
+    assert set(after) == set(before)
     assert all("passed" in text.lower() and "failed" not in text.lower() for text in after.values()), after
 
 
 @pytest.fixture(scope="module")
-def graded(hw_dir, tmp_path_factory):
-    subs = tmp_path_factory.mktemp("submissions")
-    shutil.copy(hw_dir / "autograder" / f"{HW}.ipynb", subs / "correct.ipynb")  # the master's solutions
-    shutil.copy(hw_dir / "student" / f"{HW}.ipynb", subs / "empty.ipynb")  # nothing answered
-    wrong = nbformat.read(hw_dir / "autograder" / f"{HW}.ipynb", as_version=4)
-    for c in wrong.cells:  # the classic mistake: each point among its own keys
-        if c.cell_type == "code" and "def loo_mse" in c.source:
-            lines = [ln for ln in c.source.splitlines() if "masked_fill" not in ln]
-            assert len(lines) < len(c.source.splitlines())
-            c.source = "\n".join(lines)
-    nbformat.write(wrong, subs / "wrong_loo.ipynb")
-    out = tmp_path_factory.mktemp("grades")
-    report = tasks.grade_submissions(HW, [subs], out)
-    rows = {r["submission"]: r for r in csv.DictReader(report.open())}
-    return rows, out
+def graded(generated, tmp_path_factory):
+    """Grade a correct, an empty and a wrong submission of every homework."""
+    results = {}
+    for hw in HOMEWORKS:
+        out = generated[hw]
+        subs = tmp_path_factory.mktemp(f"{hw}-submissions")
+        shutil.copy(out / "autograder" / f"{hw}.ipynb", subs / "correct.ipynb")  # the master's solutions
+        shutil.copy(out / "student" / f"{hw}.ipynb", subs / "empty.ipynb")  # nothing answered
+        function, change, _, _, _ = WRONG_ANSWERS[hw]
+        wrong = nbformat.read(out / "autograder" / f"{hw}.ipynb", as_version=4)
+        cell = next(c for c in wrong.cells if c.cell_type == "code" and f"def {function}(" in c.source)
+        if isinstance(change, str):
+            new = "\n".join(line for line in cell.source.splitlines() if change not in line)
+        else:
+            new = cell.source.replace(*change)
+        assert new != cell.source
+        cell.source = new
+        nbformat.write(wrong, subs / "wrong.ipynb")
+        grades = tmp_path_factory.mktemp(f"{hw}-grades")
+        report = tasks.grade_submissions(hw, [subs], grades)
+        results[hw] = ({r["submission"]: r for r in csv.DictReader(report.open())}, grades)
+    return results
 
 
-def test_master_solutions_get_full_marks(graded):
-    rows, _ = graded
-    assert {q: float(rows["correct.ipynb"][q]) for q in CODING} == {q: float(p) for q, p in CODING.items()}
-    assert float(rows["correct.ipynb"]["total"]) == float(rows["correct.ipynb"]["possible"]) == sum(CODING.values())
+def coding_points(row: dict) -> dict[str, float]:
+    return {q: float(v) for q, v in row.items() if q.startswith("q")}
 
 
-def test_unanswered_notebook_scores_zero(graded):
-    rows, _ = graded
-    assert all(float(rows["empty.ipynb"][q]) == 0 for q in CODING)
-    assert float(rows["empty.ipynb"]["total"]) == 0
+@pytest.mark.parametrize("hw", HOMEWORKS)
+def test_master_solutions_get_full_marks_and_empty_gets_zero(graded, hw):
+    rows, _ = graded[hw]
+    correct, empty = rows["correct.ipynb"], rows["empty.ipynb"]
+    assert float(correct["total"]) == float(correct["possible"]) > 0
+    assert all(v == 0 for v in coding_points(empty).values()) and float(empty["total"]) == 0
 
 
-def test_wrong_answer_fails_the_test_meant_to_catch_it(graded):
-    rows, out = graded
-    row = rows["wrong_loo.ipynb"]
-    assert float(row["q3"]) < CODING["q3"]
-    assert all(float(row[q]) == CODING[q] for q in ("q1", "q2", "q4"))
-    results = json.loads((out / "wrong_loo" / "results.json").read_text())
-    q3 = next(t for t in results["tests"] if t.get("name") == "q3")
-    assert "loo_mse must predict each point from the OTHER points only" in q3["output"]
+@pytest.mark.parametrize("hw", HOMEWORKS)
+def test_wrong_answer_fails_the_test_meant_to_catch_it(graded, hw):
+    rows, grades = graded[hw]
+    _, _, question, message, dependents = WRONG_ANSWERS[hw]
+    correct, wrong = coding_points(rows["correct.ipynb"]), coding_points(rows["wrong.ipynb"])
+    assert wrong[question] < correct[question]
+    untouched = [q for q in correct if q != question and q not in dependents]
+    assert untouched and {q: wrong[q] for q in untouched} == {q: correct[q] for q in untouched}
+    results = json.loads((grades / "wrong" / "results.json").read_text())
+    feedback = next(t for t in results["tests"] if t.get("name") == question)["output"]
+    assert message in feedback
 
 
-def test_book_homework_page_has_no_solutions_and_opens_student_version(built_book):
-    page = (built_book / "book/homework/_student" / f"{HW}.html").read_text()
-    assert "Question 3" in page and "masked_fill" not in page and "clamp(1 - u.abs() ** 3" not in page
-    assert f"/blob/gh-pages/homework/{HW}/{HW}.ipynb" in page
-    published = built_book / "homework" / HW / f"{HW}.ipynb"
-    assert published.is_file() and "masked_fill" not in published.read_text()
+@pytest.mark.parametrize("hw", HOMEWORKS)
+def test_book_homework_page_has_no_solutions_and_opens_student_version(built_book, hw):
+    page = (built_book / "book/homework/_student" / f"{hw}.html").read_text()
+    assert "Question 1" in page
+    leaked = [line for line in solution_lines(hw) if line.replace("'", "&#39;") in page]
+    assert leaked == []
+    assert f"/blob/gh-pages/homework/{hw}/{hw}.ipynb" in page
+    published = built_book / "homework" / hw / f"{hw}.ipynb"
+    assert published.is_file() and published.read_text() == (tasks.HOMEWORK_PAGES / f"{hw}.ipynb").read_text()

@@ -22,9 +22,11 @@ def test_show_heatmaps_draws_what_d2l_draws(d2l):
     d2l.show_heatmaps(m, "keys", "queries", titles=["a", "b", "c"])
     theirs = heatmap_axes(plt.gcf())
     assert len(ours) == len(theirs) == 6
-    for a, b in zip(ours, theirs):
+    for k, (a, b) in enumerate(zip(ours, theirs)):
         np.testing.assert_allclose(a.images[0].get_array(), b.images[0].get_array())
-        assert (a.get_xlabel(), a.get_ylabel(), a.get_title()) == (b.get_xlabel(), b.get_ylabel(), b.get_title())
+        assert (a.get_xlabel(), a.get_ylabel()) == (b.get_xlabel(), b.get_ylabel())
+        # d2l repeats the column titles on every row; ours names each column once, on top
+        assert a.get_title() == (b.get_title() if k < 3 else "")
 
 
 def test_show_heatmaps_uses_one_colour_scale_for_all_panels():
