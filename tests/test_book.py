@@ -16,11 +16,11 @@ def test_pages_exist(built_book):
         assert (built_book / page).is_file(), page
 
 
-def test_notebook_pages_have_a_colab_button_to_their_notebook(built_book):
-    html = (built_book / CHAPTER).read_text()
+@pytest.mark.parametrize("chapter", ["chapter_01_attention_pooling", "chapter_02_attention_scoring"])
+def test_notebook_pages_have_a_colab_button_to_their_notebook(built_book, chapter):
+    html = (built_book / "book" / f"{chapter}.html").read_text()
     assert re.search(
-        r'href="https://colab\.research\.google\.com/github/[^"]+/blob/main/book/chapter_01_attention_pooling\.ipynb"',
-        html,
+        rf'href="https://colab\.research\.google\.com/github/[^"]+/blob/main/book/{chapter}\.ipynb"', html
     )
 
 
