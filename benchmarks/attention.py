@@ -12,8 +12,9 @@ Compares, for several batch sizes B, sequence lengths T (Tq = Tk = T) and sizes 
 * and AdditiveAttention, ours against d2l's.
 
 Each configuration is timed without a mask and with a padding mask from per-sequence
-valid lengths. Implementations are timed round-robin (one run of each in turn, many
-rounds) and the median is reported, so that a noisy machine affects all alike. Ratios
+valid lengths. Implementations are timed round-robin (one run of each in turn, the
+order rotated every round, many rounds) and the median is reported, so that a noisy
+machine affects all alike. Ratios
 are relative to PyTorch's fused call. Results go to stdout (a Markdown table) and to
 _build/benchmarks/attention.csv. Timings are not pass/fail tests.
 """
@@ -57,9 +58,8 @@ def make_inputs(B, T, D, device, seed=0):
 
 def torch_reference(q, k, v, valid_lens):
     mask = None
-    if valid_lens is not None:
-        T = k.shape[1]
-        mask = (torch.arange(T, device=k.device).view(1, 1, T) < valid_lens.view(-1, 1, 1)).expand(-1, q.shape[1], -1)
+    if valid_lens is not None:  # (B, 1, Tk), broadcast over the queries
+        mask = torch.arange(k.shape[1], device=k.device).view(1, 1, -1) < valid_lens.view(-1, 1, 1)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
@@ -105,8 +105,10 @@ def bench_config(d2l, B, T, D, masked, device, rounds):
     times = {name: [] for name in fns}
     for name, fn in fns.items():  # warm up
         fwd_bwd(fn, q, k, v, vl, grad)
-    for _ in range(rounds):
-        for name, fn in fns.items():
+    names = list(fns)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate: no fixed position in a round
+            fn = fns[name]
             sync(device)
             start = time.perf_counter()
             fwd_bwd(fn, q, k, v, vl, grad)
@@ -122,7 +124,7 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: course_lib.try_gpu())")
     args = parser.parse_args()
     device = torch.device(args.device) if args.device else course_lib.try_gpu()
-    rounds = args.rounds or (5 if args.quick else 15)
+    rounds = args.rounds or (6 if args.quick else 24)
     d2l = load_d2l()
     torch.manual_seed(0)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

@@ -6,8 +6,8 @@ hidden size of additive attention.
 Two scoring functions, each turning queries and keys into scores (B, Tq, Tk) that a
 masked softmax turns into weights, which then average the values:
 
-* scaled dot product (equation 2.6): ``a(q, k) = q . k / sqrt(D)``;
-* additive (equation 2.4): ``a(q, k) = w_v . tanh(W_q q + W_k k)``.
+* scaled dot product (equation 2.4, matrix form 2.5): ``a(q, k) = q . k / sqrt(D)``;
+* additive (equation 2.3): ``a(q, k) = w_v . tanh(W_q q + W_k k)``.
 
 Dot-product attention has two implementations with the same parameters (none) and
 the same results, chosen explicitly by ``impl``:
@@ -118,7 +118,7 @@ class _KeepsWeights(nn.Module):
 
 
 class DotProductAttention(_KeepsWeights):
-    """Scaled dot-product attention (equation 2.6); no parameters.
+    """Scaled dot-product attention (equation 2.5); no parameters.
 
     ``DotProductAttention(dropout, impl="manual")``; forward
     ``(queries (B, Tq, D), keys (B, Tk, D), values (B, Tk, Dv), valid_lens=None,
@@ -145,7 +145,7 @@ class DotProductAttention(_KeepsWeights):
 
 
 class AdditiveAttention(_KeepsWeights):
-    """Additive attention (equation 2.4): scores w_v . tanh(W_q q + W_k k).
+    """Additive attention (equation 2.3): scores w_v . tanh(W_q q + W_k k).
 
     ``AdditiveAttention(num_hiddens, dropout)`` as in d2l: ``W_q``, ``W_k`` (to
     ``num_hiddens``, no bias) and ``w_v`` (to 1, no bias) are lazy linear layers that

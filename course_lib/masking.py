@@ -80,12 +80,19 @@ def local_window_mask(num_queries: int, num_keys: int, window: int, device: torc
 
 
 def combine_masks(scores_shape: torch.Size, valid_lens: Tensor | None, attn_mask: Tensor | None) -> Tensor | None:
-    """The boolean mask (B, Tq, Tk) allowed by both valid_lens and attn_mask; None if neither is given."""
+    """The boolean mask allowed by both valid_lens and attn_mask, broadcastable to (B, Tq, Tk).
+
+    None if neither is given. With per-sequence lengths and no attn_mask it has shape
+    (B, 1, Tk), which costs Tq times less to build than the full (B, Tq, Tk).
+    """
     batch, num_queries, num_keys = scores_shape[0], scores_shape[-2], scores_shape[-1]
     mask = None
     if valid_lens is not None:
-        lens = _check_valid_lens(valid_lens, batch, num_queries, num_keys)
-        mask = padding_mask(lens, num_queries, num_keys)
+        lens = _check_valid_lens(valid_lens, batch, num_queries, num_keys)  # (B, Tq)
+        if valid_lens.dim() == 1:  # the same for every query: a (B, 1, Tk) mask broadcasts
+            lens = lens[:, :1]
+        positions = torch.arange(num_keys, device=lens.device)
+        mask = positions.view(1, 1, -1) < lens.unsqueeze(-1)  # (B, Tq or 1, Tk)
     if attn_mask is not None:
         if attn_mask.dtype != torch.bool:
             raise ValueError(f"attn_mask must be boolean (True = may attend), got dtype {attn_mask.dtype}")
