@@ -27,6 +27,7 @@ PAGES = [
     *[f"book/{c}.html" for c in CHAPTERS],
     "book/preface.html",
     "book/glossary.html",
+    "book/appendix_corpus.html",
     *[f"book/homework/_student/{h}.html" for h in HOMEWORKS],
 ]
 
@@ -84,7 +85,9 @@ def load(browser, url):
         const done = arguments[arguments.length - 1];
         const start = Date.now();
         (function wait() {
-          if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+          if (document.readyState === "complete" && !document.querySelector('.math')) {
+            done({typeset: 0, math: 0, raw: 0, mjxErrors: 0});   // a page without formulas
+          } else if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
             MathJax.startup.promise.then(() => done({
               typeset: document.querySelectorAll('mjx-container').length,
               math: document.querySelectorAll('.math').length,

@@ -1,0 +1,197 @@
+"""The lexicon of the course corpus: English and French words with what grammar needs.
+
+Every noun has its French gender and both numbers; every adjective its four French
+forms and its position (most follow the noun, a few precede it); every verb its English
+third-person form and its French present-tense forms for je / il-elle / nous / ils-elles
+(and a past participle for the perfect). Nouns belong to semantic classes, which verbs
+use to choose sensible objects, and to topics, which group sentences into documents.
+
+Ambiguous English words are listed twice, once per sense, with different French words:
+apple (fruit / the company), saw (the past of see / the tool), bank (money / river),
+bat (animal / sports), watch (to look at / the timepiece), light (not heavy / lamp light).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TOPICS = ("food", "technology", "woodworking", "animals", "sports", "finance", "nature")
+
+
+@dataclass(frozen=True)
+class Noun:
+    key: str  # unique id, e.g. "apple/fruit"
+    en: str
+    en_pl: str
+    fr: str
+    fr_pl: str
+    gender: str  # "m" or "f"
+    cls: str  # semantic class: person, food, device, tool, wood, animal, gear, place, money
+    topics: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Adjective:
+    en: str
+    fr: tuple[str, str, str, str]  # m.sg, f.sg, m.pl, f.pl
+    before: bool  # placed before the noun in French
+    classes: tuple[str, ...]  # noun classes it describes
+
+
+@dataclass(frozen=True)
+class Verb:
+    key: str
+    en: str  # base form: eat
+    en_3sg: str  # eats
+    fr: tuple[str, str, str, str]  # je, il/elle, nous, ils/elles
+    subjects: tuple[str, ...]  # classes of possible subjects
+    objects: tuple[str, ...]  # classes of possible objects
+    past: bool = False  # only used in the perfect (saw -> a vu)
+    participle: str = ""
+
+
+def _n(key, en, en_pl, fr, fr_pl, gender, cls, *topics) -> Noun:
+    return Noun(key, en, en_pl, fr, fr_pl, gender, cls, tuple(topics))
+
+
+ALL = TOPICS
+NOUNS: tuple[Noun, ...] = (
+    # people (any topic)
+    _n("man", "man", "men", "homme", "hommes", "m", "person", *ALL),
+    _n("woman", "woman", "women", "femme", "femmes", "f", "person", *ALL),
+    _n("child", "child", "children", "enfant", "enfants", "m", "person", *ALL),
+    _n("boy", "boy", "boys", "garçon", "garçons", "m", "person", *ALL),
+    _n("girl", "girl", "girls", "fille", "filles", "f", "person", *ALL),
+    _n("student", "student", "students", "étudiant", "étudiants", "m", "person", *ALL),
+    _n("cook", "cook", "cooks", "cuisinier", "cuisiniers", "m", "person", "food"),
+    _n("engineer", "engineer", "engineers", "ingénieur", "ingénieurs", "m", "person", "technology"),
+    _n("carpenter", "carpenter", "carpenters", "menuisier", "menuisiers", "m", "person", "woodworking"),
+    _n("farmer", "farmer", "farmers", "fermière", "fermières", "f", "person", "animals", "nature"),
+    _n("player", "player", "players", "joueuse", "joueuses", "f", "person", "sports"),
+    _n("banker", "banker", "bankers", "banquier", "banquiers", "m", "person", "finance"),
+    # food
+    _n("apple/fruit", "apple", "apples", "pomme", "pommes", "f", "food", "food"),
+    _n("orange", "orange", "oranges", "orange", "oranges", "f", "food", "food"),
+    _n("loaf", "loaf", "loaves", "pain", "pains", "m", "food", "food"),
+    _n("cake", "cake", "cakes", "gâteau", "gâteaux", "m", "food", "food"),
+    _n("cheese", "cheese", "cheeses", "fromage", "fromages", "m", "food", "food"),
+    _n("egg", "egg", "eggs", "œuf", "œufs", "m", "food", "food"),
+    _n("soup", "soup", "soups", "soupe", "soupes", "f", "food", "food"),
+    _n("pear", "pear", "pears", "poire", "poires", "f", "food", "food"),
+    # technology
+    _n("phone", "phone", "phones", "téléphone", "téléphones", "m", "device", "technology"),
+    _n("computer", "computer", "computers", "ordinateur", "ordinateurs", "m", "device", "technology"),
+    _n("screen", "screen", "screens", "écran", "écrans", "m", "device", "technology"),
+    _n("watch/time", "watch", "watches", "montre", "montres", "f", "device", "technology"),
+    _n("camera", "camera", "cameras", "caméra", "caméras", "f", "device", "technology"),
+    _n("lamp", "lamp", "lamps", "lampe", "lampes", "f", "device", "technology"),
+    _n("light/lamp", "light", "lights", "lumière", "lumières", "f", "device", "technology"),
+    # woodworking
+    _n("saw/tool", "saw", "saws", "scie", "scies", "f", "tool", "woodworking"),
+    _n("hammer", "hammer", "hammers", "marteau", "marteaux", "m", "tool", "woodworking"),
+    _n("knife", "knife", "knives", "couteau", "couteaux", "m", "tool", "woodworking", "food"),
+    _n("table", "table", "tables", "table", "tables", "f", "wood", "woodworking"),
+    _n("chair", "chair", "chairs", "chaise", "chaises", "f", "wood", "woodworking"),
+    _n("box", "box", "boxes", "boîte", "boîtes", "f", "wood", "woodworking"),
+    _n("plank", "plank", "planks", "planche", "planches", "f", "wood", "woodworking"),
+    # animals
+    _n("cat", "cat", "cats", "chat", "chats", "m", "animal", "animals"),
+    _n("dog", "dog", "dogs", "chien", "chiens", "m", "animal", "animals"),
+    _n("bird", "bird", "birds", "oiseau", "oiseaux", "m", "animal", "animals", "nature"),
+    _n("horse", "horse", "horses", "cheval", "chevaux", "m", "animal", "animals"),
+    _n("cow", "cow", "cows", "vache", "vaches", "f", "animal", "animals"),
+    _n("bat/animal", "bat", "bats", "chauve-souris", "chauves-souris", "f", "animal", "animals", "nature"),
+    _n("fish", "fish", "fish", "poisson", "poissons", "m", "animal", "nature", "animals"),
+    _n("duck", "duck", "ducks", "canard", "canards", "m", "animal", "nature"),
+    _n("frog", "frog", "frogs", "grenouille", "grenouilles", "f", "animal", "nature"),
+    # sports
+    _n("ball", "ball", "balls", "balle", "balles", "f", "gear", "sports"),
+    _n("bat/sports", "bat", "bats", "batte", "battes", "f", "gear", "sports"),
+    _n("racket", "racket", "rackets", "raquette", "raquettes", "f", "gear", "sports"),
+    _n("helmet", "helmet", "helmets", "casque", "casques", "m", "gear", "sports"),
+    # finance
+    _n("account", "account", "accounts", "compte", "comptes", "m", "money", "finance"),
+    _n("coin", "coin", "coins", "pièce", "pièces", "f", "money", "finance"),
+    _n("check", "check", "checks", "chèque", "chèques", "m", "money", "finance"),
+)
+
+# Places for prepositional phrases, by topic: (noun key, English preposition, French preposition).
+PLACES: tuple[Noun, ...] = (
+    _n("kitchen", "kitchen", "kitchens", "cuisine", "cuisines", "f", "place", "food"),
+    _n("market", "market", "markets", "marché", "marchés", "m", "place", "food", "finance"),
+    _n("office", "office", "offices", "bureau", "bureaux", "m", "place", "technology", "finance"),
+    _n("workshop", "workshop", "workshops", "atelier", "ateliers", "m", "place", "woodworking"),
+    _n("garden", "garden", "gardens", "jardin", "jardins", "m", "place", "animals", "nature"),
+    _n("farm", "farm", "farms", "ferme", "fermes", "f", "place", "animals"),
+    _n("stadium", "stadium", "stadiums", "stade", "stades", "m", "place", "sports"),
+    _n("bank/money", "bank", "banks", "banque", "banques", "f", "place", "finance"),
+    _n("bank/river", "bank", "banks", "rive", "rives", "f", "place", "nature"),
+    _n("river", "river", "rivers", "rivière", "rivières", "f", "place", "nature"),
+    _n("lake", "lake", "lakes", "lac", "lacs", "m", "place", "nature"),
+    _n("school", "school", "schools", "école", "écoles", "f", "place", *ALL),
+)
+
+# English preposition -> French preposition for places ("near" takes "de", "at" takes "à").
+PREPOSITIONS = {"in": "dans", "near": "près de", "at": "à", "behind": "derrière"}
+
+ADJECTIVES: tuple[Adjective, ...] = (
+    # after the noun
+    Adjective("red", ("rouge", "rouge", "rouges", "rouges"), False, ("food", "device", "tool", "gear", "wood")),
+    Adjective("green", ("vert", "verte", "verts", "vertes"), False, ("food", "device", "gear", "wood")),
+    Adjective("black", ("noir", "noire", "noirs", "noires"), False, ("device", "tool", "animal", "gear", "wood")),
+    Adjective("white", ("blanc", "blanche", "blancs", "blanches"), False, ("device", "animal", "gear", "wood", "food")),
+    Adjective("fast", ("rapide", "rapide", "rapides", "rapides"), False, ("device", "animal", "person")),
+    Adjective("heavy", ("lourd", "lourde", "lourds", "lourdes"), False, ("tool", "wood", "gear", "device")),
+    Adjective("light", ("léger", "légère", "légers", "légères"), False, ("tool", "wood", "gear", "device")),
+    Adjective("expensive", ("cher", "chère", "chers", "chères"), False, ("device", "tool", "gear", "food")),
+    Adjective("delicious", ("délicieux", "délicieuse", "délicieux", "délicieuses"), False, ("food",)),
+    Adjective("fresh", ("frais", "fraîche", "frais", "fraîches"), False, ("food",)),
+    Adjective("modern", ("moderne", "moderne", "modernes", "modernes"), False, ("device",)),
+    Adjective("wild", ("sauvage", "sauvage", "sauvages", "sauvages"), False, ("animal",)),
+    Adjective("sharp", ("tranchant", "tranchante", "tranchants", "tranchantes"), False, ("tool",)),
+    Adjective("happy", ("heureux", "heureuse", "heureux", "heureuses"), False, ("person", "animal")),
+    # before the noun
+    Adjective("small", ("petit", "petite", "petits", "petites"), True, ("food", "device", "tool", "animal", "person", "wood", "gear")),
+    Adjective("big", ("grand", "grande", "grands", "grandes"), True, ("device", "animal", "person", "wood", "tool")),
+    Adjective("good", ("bon", "bonne", "bons", "bonnes"), True, ("food", "tool", "person", "gear")),
+    Adjective("pretty", ("joli", "jolie", "jolis", "jolies"), True, ("animal", "wood", "device")),
+)
+
+ANY_OBJECT = ("food", "device", "tool", "wood", "animal", "gear", "money")
+VERBS: tuple[Verb, ...] = (
+    Verb("eat", "eat", "eats", ("mange", "mange", "mangeons", "mangent"), ("person", "animal"), ("food",)),
+    Verb("like", "like", "likes", ("aime", "aime", "aimons", "aiment"), ("person",), ANY_OBJECT + ("company",)),
+    Verb("buy", "buy", "buys", ("achète", "achète", "achetons", "achètent"), ("person",), ("food", "device", "tool", "gear", "wood")),
+    Verb("cut", "cut", "cuts", ("coupe", "coupe", "coupons", "coupent"), ("person", "tool"), ("food", "wood")),
+    Verb("use", "use", "uses", ("utilise", "utilise", "utilisons", "utilisent"), ("person",), ("device", "tool", "gear")),
+    Verb("sell", "sell", "sells", ("vends", "vend", "vendons", "vendent"), ("person", "company"), ("food", "device", "tool", "gear")),
+    Verb("watch/look", "watch", "watches", ("regarde", "regarde", "regardons", "regardent"), ("person", "animal"), ("animal", "person", "device")),
+    Verb("carry", "carry", "carries", ("porte", "porte", "portons", "portent"), ("person",), ("food", "tool", "gear", "wood", "animal")),
+    Verb("hit", "hit", "hits", ("frappe", "frappe", "frappons", "frappent"), ("person",), ("gear",)),
+    Verb("feed", "feed", "feeds", ("nourris", "nourrit", "nourrissons", "nourrissent"), ("person",), ("animal",)),
+    Verb("build", "build", "builds", ("construis", "construit", "construisons", "construisent"), ("person",), ("wood",)),
+    Verb("open", "open", "opens", ("ouvre", "ouvre", "ouvrons", "ouvrent"), ("person",), ("money", "wood", "device")),
+    Verb("see/past", "see", "sees", ("ai", "a", "avons", "ont"), ("person", "animal"), ANY_OBJECT + ("person",), True, "vu"),
+)
+
+# The company sense of "apple": a proper noun without article, singular, masculine.
+COMPANY = Noun("apple/company", "apple", "apple", "apple", "apple", "m", "company", ("technology",))
+
+# Ambiguous English words: word -> {sense: French word that translates it}.
+AMBIGUOUS = {
+    "apple": {"fruit": "pomme", "company": "apple"},
+    "saw": {"see": "vu", "tool": "scie"},
+    "bank": {"money": "banque", "river": "rive"},
+    "bat": {"animal": "chauve-souris", "sports": "batte"},
+    "watch": {"look": "regarde", "time": "montre"},
+    "light": {"weight": "léger", "lamp": "lumière"},
+}
+
+# Pronoun subjects: English, French, person index into Verb.fr (0 je, 1 il/elle, 2 nous, 3 ils/elles).
+PRONOUNS = (("i", "je", 0), ("he", "il", 1), ("she", "elle", 1), ("we", "nous", 2), ("they", "ils", 3))
+
+VOWELS = set("aeiouyàâäéèêëîïôöûùüœh")  # every French word here starting with h has a mute h
+
+
+def starts_with_vowel(word: str) -> bool:
+    return word[:1].lower() in VOWELS

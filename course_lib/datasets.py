@@ -1,0 +1,178 @@
+"""Real corpora, opt-in: English–French pairs (Tatoeba, as d2l distributes them) and WikiText-2.
+
+Nothing in the course needs them (the chapters use ``course_lib.corpus``), and the tests
+never download. ``fetch(name)`` looks in the cache folder first (``$COURSE_DATA`` or
+``~/.cache/course_lib``); otherwise it tries each URL in turn, verifies the SHA-1 of what
+arrived, and keeps the file only if it matches. Without a network it raises one
+``DownloadError`` that says which file to get, from where, and where to put it.
+Archives are extracted only if every member stays inside the target folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Remote:
+    filename: str
+    sha1: str
+    urls: tuple[str, ...]
+
+
+REMOTES = {
+    # d2l's distribution of the Tatoeba English-French pairs (SHA-1 as published by d2l).
+    "fra-eng": Remote(
+        "fra-eng.zip",
+        "94646ad1522d915e7b0f9296181140edcf86a4f5",
+        ("http://d2l-data.s3-accelerate.amazonaws.com/fra-eng.zip",),
+    ),
+    # WikiText-2 (Merity et al. 2016). The original host (research.metamind.io) is gone;
+    # mirrors first, the original last for completeness.
+    "wikitext-2": Remote(
+        "wikitext-2-v1.zip",
+        "3c914d17d80b1459be871a5039ac23e752a53cbe",
+        (
+            "https://wikitext.smerity.com/wikitext-2-v1.zip",
+            "https://s3.amazonaws.com/research.metamind.io/wikitext/wikitext-2-v1.zip",
+        ),
+    ),
+}
+
+
+class DownloadError(RuntimeError):
+    """A file could not be fetched or did not match its expected hash."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("COURSE_DATA", Path.home() / ".cache" / "course_lib"))
+
+
+def sha1_of(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch(name: str, folder: Path | None = None, remote: Remote | None = None, timeout: float = 30.0) -> Path:
+    """Return the path of a verified copy of dataset ``name``'s archive, downloading it if needed."""
+    if remote is None:
+        if name not in REMOTES:
+            raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(REMOTES)}")
+        remote = REMOTES[name]
+    folder = Path(folder) if folder is not None else cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / remote.filename
+    if target.exists():
+        if sha1_of(target) == remote.sha1:
+            return target
+        target.unlink()  # a stale or damaged copy: fetch again
+    failures = []
+    for url in remote.urls:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=remote.filename + ".", suffix=".part")
+        os.close(fd)
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                shutil.copyfileobj(response, out)
+            got = sha1_of(Path(tmp))
+            if got != remote.sha1:
+                failures.append(f"{url}: SHA-1 {got}, expected {remote.sha1} (corrupted or a different file)")
+                continue
+            os.replace(tmp, target)
+            return target
+        except OSError as err:  # no network, DNS failure, HTTP error, timeout
+            failures.append(f"{url}: {err}")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise DownloadError(
+        f"Could not get {remote.filename} (SHA-1 {remote.sha1}).\n"
+        + "".join(f"  tried {f}\n" for f in failures)
+        + f"Download it by hand from one of: {', '.join(remote.urls)}\n"
+        + f"and put it at {target} (or set COURSE_DATA to the folder that holds it)."
+    )
+
+
+def _safe_target(root: Path, member: str) -> Path:
+    target = (root / member).resolve()
+    if member.startswith(("/", "\\")) or ".." in Path(member).parts or not target.is_relative_to(root):
+        raise ValueError(f"refusing to extract {member!r}: it would land outside {root}")
+    return target
+
+
+def extract(archive: Path, folder: Path) -> Path:
+    """Extract a .zip or .tar(.gz) into folder, refusing any member that would escape it."""
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            for name in zf.namelist():
+                _safe_target(folder, name)  # check everything before writing anything
+            zf.extractall(folder)
+    elif tarfile.is_tarfile(archive):
+        with tarfile.open(archive) as tf:
+            for m in tf.getmembers():
+                _safe_target(folder, m.name)
+                if m.issym() or m.islnk() or not (m.isfile() or m.isdir()):
+                    raise ValueError(f"refusing to extract {m.name!r}: links and special files are not allowed")
+            tf.extractall(folder, filter="data")
+    else:
+        raise ValueError(f"{archive} is neither a zip nor a tar archive")
+    return folder
+
+
+def preprocess_fra_eng(text: str) -> str:
+    """d2l's preprocessing: normalize spaces, lower-case, a space before , . ! ? where missing."""
+    text = text.replace("\u202f", " ").replace("\xa0", " ").lower()
+    out = [" " + ch if i > 0 and ch in ",.!?" and text[i - 1] != " " else ch for i, ch in enumerate(text)]
+    return "".join(out)
+
+
+def read_fra_eng(folder: Path, max_pairs: int | None = None) -> list[tuple[list[str], list[str]]]:
+    """Token pairs from fra-eng/fra.txt (tab-separated English, French, attribution)."""
+    path = Path(folder) / "fra-eng" / "fra.txt"
+    if not path.is_file():
+        raise ValueError(f"{path} not found: extract fra-eng.zip into {folder} first")
+    pairs = []
+    for line in preprocess_fra_eng(path.read_text(encoding="utf-8")).split("\n"):
+        parts = line.split("\t")
+        if len(parts) >= 2 and parts[0] and parts[1]:
+            pairs.append((parts[0].split(" "), parts[1].split(" ")))
+            if max_pairs is not None and len(pairs) >= max_pairs:
+                break
+    return pairs
+
+
+def read_wikitext2(folder: Path, split: str = "train") -> list[list[str]]:
+    """Paragraphs of at least two sentences, each a list of lower-case sentences (as d2l does for BERT)."""
+    path = Path(folder) / "wikitext-2" / f"wiki.{split}.tokens"
+    if not path.is_file():
+        raise ValueError(f"{path} not found: extract wikitext-2-v1.zip into {folder} first")
+    paragraphs = []
+    for line in path.read_text(encoding="utf-8").split("\n"):
+        sentences = [s.strip() for s in re.split(r" \. ", line.strip().lower()) if s.strip()]
+        if len(sentences) >= 2:
+            paragraphs.append(sentences)
+    return paragraphs
+
+
+def load_fra_eng(max_pairs: int | None = None, folder: Path | None = None) -> list[tuple[list[str], list[str]]]:
+    """Fetch (or find in the cache), verify, extract and read the English-French pairs."""
+    folder = Path(folder) if folder is not None else cache_dir()
+    return read_fra_eng(extract(fetch("fra-eng", folder), folder), max_pairs)
+
+
+def load_wikitext2(split: str = "train", folder: Path | None = None) -> list[list[str]]:
+    folder = Path(folder) if folder is not None else cache_dir()
+    return read_wikitext2(extract(fetch("wikitext-2", folder), folder), split)

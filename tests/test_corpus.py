@@ -1,0 +1,234 @@
+"""The course corpus: French grammar rules, determinism, splits, ambiguity and probes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from course_lib import corpus_lexicon as lex
+from course_lib.corpus import (
+    Sentence,
+    contract,
+    decidable,
+    documents,
+    elide,
+    generate_sentences,
+    load_corpus,
+    noun_phrase,
+    split_sentences,
+    statistics,
+)
+
+NOUN = {n.key: n for n in (*lex.NOUNS, *lex.PLACES)}
+ADJ = {a.en: a for a in lex.ADJECTIVES}
+
+
+@pytest.fixture(scope="module")
+def sentences():
+    return generate_sentences(4000, seed=3)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return load_corpus(num_sentences=3000, seed=1)
+
+
+def fr_np(key, plural=False, kind="def", pre=None, post=None, negated=False):
+    return noun_phrase(NOUN[key], plural, kind, ADJ.get(pre), ADJ.get(post), negated).fr
+
+
+# --- rules, one by one ------------------------------------------------------------------
+
+
+def test_articles_agree_in_gender_and_number_and_elide():
+    assert fr_np("cat") == ["le", "chat"] and fr_np("cow") == ["la", "vache"]
+    assert fr_np("cat", plural=True) == ["les", "chats"]
+    assert fr_np("computer") == ["l'", "ordinateur"] and fr_np("man") == ["l'", "homme"]  # vowel, mute h
+    assert fr_np("egg", kind="indef") == ["un", "œuf"] and fr_np("orange", kind="indef") == ["une", "orange"]
+    assert fr_np("orange", kind="poss") == ["mon", "orange"]  # ma -> mon before a vowel
+    assert fr_np("cow", kind="poss", plural=True) == ["mes", "vaches"]
+
+
+def test_adjectives_agree_and_take_their_place():
+    assert fr_np("apple/fruit", post="red") == ["la", "pomme", "rouge"]
+    assert fr_np("cake", plural=True, post="delicious") == ["les", "gâteaux", "délicieux"]
+    assert fr_np("soup", plural=True, post="delicious") == ["les", "soupes", "délicieuses"]
+    assert fr_np("box", post="white") == ["la", "boîte", "blanche"]
+    assert fr_np("bat/sports", post="light") == ["la", "batte", "légère"]
+    assert fr_np("cat", pre="small", post="black") == ["le", "petit", "chat", "noir"]
+    assert fr_np("computer", pre="big") == ["le", "grand", "ordinateur"]  # no elision before a consonant
+    assert fr_np("cow", pre="good", plural=True) == ["les", "bonnes", "vaches"]
+
+
+def test_plural_indefinite_before_an_adjective_and_after_a_negation():
+    assert fr_np("cat", plural=True, kind="indef") == ["des", "chats"]
+    assert fr_np("cat", plural=True, kind="indef", pre="small") == ["de", "petits", "chats"]
+    assert fr_np("apple/fruit", kind="indef", negated=True) == ["de", "pomme"]
+    assert fr_np("orange", kind="indef", negated=True) == ["d'", "orange"]
+    assert fr_np("cat", kind="def", negated=True) == ["le", "chat"]  # definite articles stay
+
+
+def test_elision_and_contraction_helpers():
+    assert elide("que", "il") == "qu'" and elide("ne", "aime") == "n'" and elide("je", "ai") == "j'"
+    assert elide("que", "la") == "que" and elide("de", "homme") == "d'"
+    assert contract("à", "le") == ["au"] and contract("de", "les") == ["des"] and contract("à", "la") == ["à", "la"]
+
+
+def test_english_articles():
+    assert noun_phrase(NOUN["egg"], False, "indef").en == ["an", "egg"]
+    assert noun_phrase(NOUN["egg"], False, "indef", ADJ["small"]).en == ["a", "small", "egg"]
+    assert noun_phrase(NOUN["egg"], True, "indef").en == ["eggs"]  # bare plural
+
+
+# --- rules over the whole generated corpus ---------------------------------------------
+
+ELIDABLE = {"le", "la", "je", "ne", "que", "de", "me", "te", "se"}
+
+
+def test_no_missing_elision_or_contraction_anywhere(sentences):
+    for s in sentences:
+        fr = s.fr
+        for a, b in zip(fr, fr[1:]):
+            assert not (a in ELIDABLE and lex.starts_with_vowel(b)), f"missing elision '{a} {b}' in {' '.join(fr)}"
+            assert not (a.endswith("'") and not lex.starts_with_vowel(b)), f"wrong elision '{a} {b}' in {' '.join(fr)}"
+            assert (a, b) not in {("de", "le"), ("de", "les"), ("à", "le"), ("à", "les")}, " ".join(fr)
+            assert not (a == "des" and b in {f for adj in lex.ADJECTIVES if adj.before for f in adj.fr}), " ".join(fr)
+
+
+VERB_FORMS = {f for v in lex.VERBS for f in v.fr}
+
+
+def test_subject_verb_agreement_in_the_present(sentences):
+    """In sentences without relative clauses, a plural subject noun takes the ils-form, a singular the il-form."""
+    plural_nouns = {n.fr_pl for n in lex.NOUNS} - {n.fr for n in lex.NOUNS}
+    singular_nouns = {n.fr for n in lex.NOUNS} - {n.fr_pl for n in lex.NOUNS}
+    checked = 0
+    for s in sentences:
+        fr = list(s.fr)
+        if {"qui", "que", "qu'"} & set(fr) or fr[0] in ("je", "j'", "il", "elle", "nous", "ils", "apple"):
+            continue
+        verb_pos = next(i for i, t in enumerate(fr) if t in VERB_FORMS)
+        subject_nouns = [t for t in fr[:verb_pos] if t in plural_nouns | singular_nouns]
+        verb = fr[verb_pos]
+        if subject_nouns and subject_nouns[-1] in plural_nouns:
+            assert verb in {v.fr[3] for v in lex.VERBS}, " ".join(fr)
+            checked += 1
+        elif subject_nouns:
+            assert verb in {v.fr[1] for v in lex.VERBS}, " ".join(fr)
+            checked += 1
+    assert checked > 500
+
+
+def test_negation_and_perfect(sentences):
+    for s in sentences:
+        text = " ".join(s.fr)
+        if "not" in s.en:
+            assert re.search(r"\b(ne|n') \S+ pas\b", text), text
+        if "saw" in s.en and any(w == "saw" and sense == "see" for _, w, sense in s.senses):
+            assert re.search(r"\b(ai|a|avons|ont) (\S+ )?vue?s?\b", text), text
+
+
+def test_participle_agrees_with_a_preceding_direct_object(sentences):
+    """... N que/qu' SUBJECT a vu(e)(s): the participle agrees with N (masculine/feminine, plural)."""
+    nouns = {n.fr: (n.gender, False) for n in lex.NOUNS} | {n.fr_pl: (n.gender, True) for n in lex.NOUNS if n.fr_pl != n.fr}
+    adjectives = {f for a in lex.ADJECTIVES for f in a.fr}
+    found = 0
+    for s in sentences:
+        fr = list(s.fr)
+        for k, t in enumerate(fr):
+            if t not in ("que", "qu'"):
+                continue
+            head = next((w for w in reversed(fr[:k]) if w not in adjectives), None)
+            j = k + 1
+            while j < len(fr) and fr[j] not in VERB_FORMS:
+                j += 1
+            if head not in nouns or j + 1 >= len(fr) or fr[j] not in ("ai", "a", "avons", "ont") or not fr[j + 1].startswith("vu"):
+                continue
+            gender, plural = nouns[head]
+            assert fr[j + 1] == "vu" + ("e" if gender == "f" else "") + ("s" if plural else ""), " ".join(fr)
+            found += 1
+    assert found > 20
+
+
+# --- the data set as a whole ------------------------------------------------------------
+
+
+def test_deterministic_from_the_seed():
+    a, b, c = generate_sentences(300, seed=7), generate_sentences(300, seed=7), generate_sentences(300, seed=8)
+    assert a == b and a != c
+
+
+def test_lengths_tags_topics_and_vocabulary(sentences):
+    st = statistics(sentences)
+    lengths = st["english_lengths"]
+    assert min(lengths) <= 5 and max(lengths) >= 20
+    assert all(len(s.en) == len(s.tags) for s in sentences)
+    assert set(t for s in sentences for t in s.tags) <= {"DET", "NOUN", "PROPN", "VERB", "AUX", "ADJ", "ADP", "PRON", "PART", "PUNCT"}
+    assert set(st["topics"]) == set(lex.TOPICS)
+    words = {n.en for n in lex.NOUNS} | {n.en for n in lex.PLACES} | {a.en for a in lex.ADJECTIVES} | {v.en for v in lex.VERBS}
+    assert len(words) >= 80 and st["french_vocabulary"] > 200
+
+
+def test_every_ambiguous_sense_occurs_and_is_decidable(sentences):
+    senses = statistics(sentences)["ambiguous_senses"]
+    for word, table in lex.AMBIGUOUS.items():
+        for sense in table:
+            assert senses.get((word, sense), 0) >= 10, (word, sense)
+    for s in sentences:
+        assert decidable(s)
+        for i, word, sense in s.senses:
+            assert s.en[i] in (word, word + "es", word + "s") or (word == "watch" and s.en[i] == "watches")
+            translations = {lex.AMBIGUOUS[word][sense]}
+            translations |= {n.fr_pl for n in (*lex.NOUNS, *lex.PLACES) if n.fr in translations}  # plurals
+            if (word, sense) == ("light", "weight"):
+                translations = set(next(a for a in lex.ADJECTIVES if a.en == "light").fr)
+            if (word, sense) == ("saw", "see"):
+                translations = {"vu", "vue", "vus", "vues"}  # the participle may agree
+            if (word, sense) == ("watch", "look"):
+                translations = {"regarde", "regardent", "regardons"}
+            fr_words = {w.split("-")[0] for w in s.fr} | set(s.fr)
+            assert translations & fr_words, (word, sense, " ".join(s.fr))
+
+
+def test_one_english_sentence_one_translation(sentences):
+    by_en = {}
+    for s in sentences:
+        assert by_en.setdefault(s.en, s.fr) == s.fr
+
+
+def test_splits_are_disjoint_and_novel_pairs_unseen(corpus):
+    train = {s.en for s in corpus.train}
+    for name in ("valid", "test", "test_novel"):
+        assert not train & {s.en for s in corpus.split(name)}, name
+    assert corpus.test_novel and corpus.splits.novel_pairs
+    seen_pairs = {p for s in corpus.train for p in s.adj_nouns}
+    assert not seen_pairs & corpus.splits.novel_pairs
+    assert all(set(s.adj_nouns) & corpus.splits.novel_pairs for s in corpus.test_novel)
+
+
+def test_documents_share_a_topic():
+    docs = documents(generate_sentences(500, seed=2))
+    assert all(len({s.topic for s in d}) == 1 and 1 <= len(d) <= 6 for d in docs)
+    assert sum(len(d) >= 3 for d in docs) > len(docs) / 2
+
+
+def test_probe_sets(corpus):
+    probes = corpus.probe_sets(per_sense=8)
+    train = {s.en for s in corpus.train}
+    for word, senses in lex.AMBIGUOUS.items():
+        assert set(probes[word]) == set(senses)
+        for sense, items in probes[word].items():
+            assert len(items) == 8, (word, sense)
+            for s, fr_word in items:
+                assert s.en not in train and fr_word == lex.AMBIGUOUS[word][sense]
+                assert any(w == word and sn == sense for _, w, sn in s.senses)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="num_sentences must be >= 1"):
+        generate_sentences(0)
+    with pytest.raises(ValueError, match="unknown split"):
+        load_corpus(200).split("dev")
+    with pytest.raises(ValueError, match="tokens but"):
+        Sentence(("a", "b"), ("x",), ("DET",), "food")

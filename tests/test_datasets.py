@@ -1,0 +1,120 @@
+"""Real data, opt-in: fixture archives in the real formats, built here; nothing is downloaded."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from course_lib import datasets
+from course_lib.datasets import DownloadError, Remote, extract, fetch, read_fra_eng, read_wikitext2
+
+FRA = "Go.\tVa !\nHi.\tSalut !\nRun!\tCours\u202f!\nI saw a saw.\tJ'ai vu une scie.\n"
+WIKI = (
+    " = Valkyria Chronicles III = \n \n"
+    " Senjō no Valkyria 3 is a game . It was released in 2011 . It sold well . \n"
+    " One sentence only \n"
+)
+
+
+def make_zip(path: Path, members: dict[str, str]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, text in members.items():
+            zf.writestr(name, text)
+    return path
+
+
+def sha1(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def test_registry_holds_the_published_hashes():
+    assert datasets.REMOTES["fra-eng"].sha1 == "94646ad1522d915e7b0f9296181140edcf86a4f5"
+    assert datasets.REMOTES["wikitext-2"].sha1 == "3c914d17d80b1459be871a5039ac23e752a53cbe"
+    assert len(datasets.REMOTES["wikitext-2"].urls) >= 2  # mirrors: the original host is gone
+
+
+def test_fetch_verifies_caches_and_reads_fra_eng_like_d2l(tmp_path, d2l):
+    src = make_zip(tmp_path / "served.zip", {"fra-eng/fra.txt": FRA})
+    remote = Remote("fra-eng.zip", sha1(src), (src.as_uri(),))
+    cache = tmp_path / "cache"
+    path = fetch("fra-eng", cache, remote)
+    assert path == cache / "fra-eng.zip" and sha1(path) == remote.sha1
+    src.unlink()  # second call: served from the cache, no download
+    assert fetch("fra-eng", cache, remote) == path
+    pairs = read_fra_eng(extract(path, cache / "x"))
+    assert datasets.preprocess_fra_eng(FRA) == d2l.preprocess_nmt(FRA)
+    d2l_src, d2l_tgt = d2l.tokenize_nmt(d2l.preprocess_nmt(FRA))
+    assert [p[0] for p in pairs] == d2l_src and [p[1] for p in pairs] == d2l_tgt
+    assert pairs[2] == (["run", "!"], ["cours", "!"])
+
+
+def test_corrupted_download_is_rejected_and_not_kept(tmp_path):
+    src = make_zip(tmp_path / "served.zip", {"fra-eng/fra.txt": FRA})
+    remote = Remote("fra-eng.zip", "0" * 40, (src.as_uri(),))
+    with pytest.raises(DownloadError, match="SHA-1 .* expected 0000"):
+        fetch("fra-eng", tmp_path / "cache", remote)
+    assert list((tmp_path / "cache").iterdir()) == []  # no partial or wrong file left behind
+
+
+def test_damaged_cached_copy_is_replaced(tmp_path):
+    src = make_zip(tmp_path / "served.zip", {"fra-eng/fra.txt": FRA})
+    remote = Remote("fra-eng.zip", sha1(src), (src.as_uri(),))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "fra-eng.zip").write_bytes(b"truncated")
+    assert sha1(fetch("fra-eng", tmp_path / "cache", remote)) == remote.sha1
+
+
+def test_offline_error_says_what_to_fetch_and_where(tmp_path):
+    remote = Remote("wikitext-2-v1.zip", "3c914d17d80b1459be871a5039ac23e752a53cbe",
+                    ("http://127.0.0.1:9/wikitext-2-v1.zip", "http://127.0.0.1:9/mirror.zip"))
+    with pytest.raises(DownloadError) as err:
+        fetch("wikitext-2", tmp_path, remote, timeout=2)
+    text = str(err.value)
+    assert "wikitext-2-v1.zip" in text and "http://127.0.0.1:9/mirror.zip" in text
+    assert str(tmp_path / "wikitext-2-v1.zip") in text and "COURSE_DATA" in text
+
+
+def test_malicious_archives_are_refused_before_writing(tmp_path):
+    evil = make_zip(tmp_path / "evil.zip", {"ok.txt": "fine", "../../escaped.txt": "pwned"})
+    with pytest.raises(ValueError, match="outside"):
+        extract(evil, tmp_path / "out")
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "out" / "ok.txt").exists()
+    absolute = make_zip(tmp_path / "abs.zip", {"/etc/evil.txt": "x"})
+    with pytest.raises(ValueError, match="outside"):
+        extract(absolute, tmp_path / "out2")
+    tar_path = tmp_path / "link.tar"
+    with tarfile.open(tar_path, "w") as tf:
+        info = tarfile.TarInfo("innocent")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(info)
+    with pytest.raises(ValueError, match="links"):
+        extract(tar_path, tmp_path / "out3")
+    tar_path = tmp_path / "dots.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as tf:
+        data = b"x"
+        info = tarfile.TarInfo("a/../../b.txt")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    with pytest.raises(ValueError, match="outside"):
+        extract(tar_path, tmp_path / "out4")
+
+
+def test_wikitext_reader_in_the_real_layout(tmp_path, d2l):
+    src = make_zip(tmp_path / "w.zip", {f"wikitext-2/wiki.{s}.tokens": WIKI for s in ("train", "valid", "test")})
+    folder = extract(src, tmp_path / "data")
+    paragraphs = read_wikitext2(folder, "train")
+    assert paragraphs == [["senjō no valkyria 3 is a game", "it was released in 2011", "it sold well ."]]
+    theirs = d2l._read_wiki(str(folder / "wikitext-2"))  # the same paragraphs (d2l keeps spaces)
+    assert [[s.strip() for s in p] for p in theirs] == paragraphs
+
+
+def test_unknown_dataset_and_missing_files(tmp_path):
+    with pytest.raises(ValueError, match="unknown dataset"):
+        fetch("imagenet", tmp_path)
+    with pytest.raises(ValueError, match="extract fra-eng.zip"):
+        read_fra_eng(tmp_path)

@@ -1,0 +1,86 @@
+"""Vocabularies, batches and BLEU."""
+
+from __future__ import annotations
+
+import pytest
+import sacrebleu
+import torch
+
+from course_lib import masked_softmax
+from course_lib.corpus import load_corpus
+from course_lib.text import RESERVED, Vocab, bleu, pad_batch
+
+
+def test_vocab_reserved_first_frequency_order_and_unknowns(d2l):
+    tokens = "the cat sat on the mat the end".split()
+    v = Vocab(tokens, min_freq=1)
+    assert v.idx_to_token[: len(RESERVED)] == list(RESERVED) and v["<pad>"] == 0
+    assert v.idx_to_token[len(RESERVED)] == "the"  # most frequent first
+    assert v["dog"] == v.unk and v[["the", "dog"]] == [v["the"], v.unk]
+    assert v.to_tokens(v[["cat", "mat"]]) == ["cat", "mat"] and v.to_tokens(torch.tensor([0])) == ["<pad>"]
+    assert "end" not in Vocab(tokens, min_freq=2).token_to_idx
+    theirs = d2l.Vocab(tokens, reserved_tokens=list(RESERVED))  # same token set as d2l's
+    assert set(theirs.idx_to_token) == set(v.idx_to_token) and len(theirs) == len(v)
+
+
+def test_vocab_save_load_round_trip(tmp_path):
+    v = Vocab("le chat a vu la scie".split())
+    v.save(tmp_path / "v.json")
+    w = Vocab.load(tmp_path / "v.json")
+    assert w.idx_to_token == v.idx_to_token and w["scie"] == v["scie"] and w["zèbre"] == w.unk
+    (tmp_path / "bad.json").write_text('{"tokens": []}')
+    with pytest.raises(ValueError, match="not a saved Vocab"):
+        Vocab.load(tmp_path / "bad.json")
+
+
+def test_pad_batch_and_its_errors():
+    x, lens = pad_batch([[5, 6, 7], [8]], pad=0)
+    assert x.tolist() == [[5, 6, 7], [8, 0, 0]] and lens.tolist() == [3, 1]
+    x, _ = pad_batch([[5]], pad=0, num_steps=4)
+    assert x.shape == (1, 4)
+    with pytest.raises(ValueError, match="does not fit num_steps=2"):
+        pad_batch([[1, 2, 3]], pad=0, num_steps=2)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return load_corpus(num_sentences=1500, seed=4)
+
+
+def test_translation_batches_shapes_eos_and_masks(corpus):
+    src, src_len, tgt, tgt_len = next(iter(corpus.loader("valid", 16)))
+    assert src.shape[0] == tgt.shape[0] == 16 and src.shape[1] == int(src_len.max())
+    first = corpus.valid[0]
+    assert corpus.src_vocab.to_tokens(src[0, : src_len[0]]) == [*first.en, "<eos>"]
+    assert corpus.tgt_vocab.to_tokens(tgt[0, : tgt_len[0]]) == [*first.fr, "<eos>"]
+    assert (src[torch.arange(src.shape[1]) >= src_len[:, None]] == corpus.src_vocab.pad).all()
+    # the valid lengths mask exactly the padding in attention
+    weights = masked_softmax(torch.zeros(16, 1, src.shape[1]), src_len)
+    assert ((weights[:, 0] > 0) == (src != corpus.src_vocab.pad)).all()
+
+
+def test_tagging_and_topic_batches(corpus):
+    tokens, lengths, tags = next(iter(corpus.tagging_loader("train", 8, shuffle=False)))
+    assert tokens.shape == tags.shape and (tags[torch.arange(tags.shape[1]) >= lengths[:, None]] == -100).all()
+    s = corpus.train[0]
+    assert corpus.tag_vocab.to_tokens(tags[0, : lengths[0]]) == list(s.tags)
+    tokens, lengths, labels = next(iter(corpus.topic_loader("train", 8, shuffle=False)))
+    assert labels.tolist() == [corpus.topics.index(x.topic) for x in corpus.train[:8]]
+
+
+def test_shuffled_loader_is_seeded(corpus):
+    a = next(iter(corpus.loader("train", 8)))[0]
+    b = next(iter(corpus.loader("train", 8)))[0]
+    assert torch.equal(a, b)
+
+
+def test_bleu_equals_sacrebleu_on_the_joined_tokens():
+    hyps = [["le", "chat", "a", "vu", "la", "scie", "."], ["l'", "homme", "mange", "."]]
+    refs = [["le", "chat", "a", "vu", "une", "scie", "."], ["l'", "homme", "mange", "une", "pomme", "."]]
+    expected = sacrebleu.corpus_bleu(["le chat a vu la scie .", "l' homme mange ."],
+                                     [["le chat a vu une scie .", "l' homme mange une pomme ."]], tokenize="none").score
+    assert bleu(hyps, refs) == pytest.approx(expected)
+    assert 0 < bleu(hyps, refs) < 100
+    assert bleu(refs, refs) == pytest.approx(100.0)
+    with pytest.raises(ValueError, match="2 hypotheses but 1 references"):
+        bleu(hyps, refs[:1])
