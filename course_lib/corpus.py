@@ -475,23 +475,31 @@ class Corpus:
     def test_novel(self) -> list[Sentence]:
         return self.splits.test_novel
 
-    def loader(self, split: str, batch_size: int, shuffle: bool | None = None):
-        from course_lib.text import TranslationDataset, loader
+    def _loader(self, dataset, split: str, batch_size: int, shuffle: bool | None):
+        from course_lib.text import loader
 
-        data = TranslationDataset([(s.en, s.fr) for s in self.split(split)], self.src_vocab, self.tgt_vocab)
-        return loader(data, batch_size, split == "train" if shuffle is None else shuffle, self.seed)
+        return loader(dataset, batch_size, split == "train" if shuffle is None else shuffle, self.seed)
+
+    def loader(self, split: str, batch_size: int, shuffle: bool | None = None):
+        """Translation batches (src, src_valid_len, tgt, tgt_valid_len); shuffled for train by default."""
+        from course_lib.text import TranslationDataset
+
+        pairs = [(s.en, s.fr) for s in self.split(split)]
+        return self._loader(TranslationDataset(pairs, self.src_vocab, self.tgt_vocab), split, batch_size, shuffle)
 
     def tagging_loader(self, split: str, batch_size: int, shuffle: bool | None = None):
-        from course_lib.text import TaggingDataset, loader
+        """Part-of-speech batches (tokens, valid_len, tags)."""
+        from course_lib.text import TaggingDataset
 
-        data = TaggingDataset([(s.en, s.tags) for s in self.split(split)], self.src_vocab, self.tag_vocab)
-        return loader(data, batch_size, split == "train" if shuffle is None else shuffle, self.seed)
+        pairs = [(s.en, s.tags) for s in self.split(split)]
+        return self._loader(TaggingDataset(pairs, self.src_vocab, self.tag_vocab), split, batch_size, shuffle)
 
     def topic_loader(self, split: str, batch_size: int, shuffle: bool | None = None):
-        from course_lib.text import ClassificationDataset, loader
+        """Topic classification batches (tokens, valid_len, topic index)."""
+        from course_lib.text import ClassificationDataset
 
-        data = ClassificationDataset([(s.en, self.topics.index(s.topic)) for s in self.split(split)], self.src_vocab)
-        return loader(data, batch_size, split == "train" if shuffle is None else shuffle, self.seed)
+        pairs = [(s.en, self.topics.index(s.topic)) for s in self.split(split)]
+        return self._loader(ClassificationDataset(pairs, self.src_vocab), split, batch_size, shuffle)
 
     def probes(self, word: str, split: str = "test") -> dict[str, list[tuple[Sentence, str]]]:
         """The sentences of a split that contain an ambiguous word, by sense."""
