@@ -110,7 +110,7 @@ NOUNS: tuple[Noun, ...] = (
     _n("racket", "racket", "rackets", "raquette", "raquettes", "f", "gear", "sports"),
     _n("helmet", "helmet", "helmets", "casque", "casques", "m", "gear", "sports"),
     # finance
-    _n("account", "account", "accounts", "compte", "comptes", "m", "money", "finance"),
+    _n("account", "account", "accounts", "compte", "comptes", "m", "account", "finance"),
     _n("coin", "coin", "coins", "pièce", "pièces", "f", "money", "finance"),
     _n("check", "check", "checks", "chèque", "chèques", "m", "money", "finance"),
 )
@@ -140,7 +140,7 @@ ADJECTIVES: tuple[Adjective, ...] = (
     Adjective("green", ("vert", "verte", "verts", "vertes"), False, ("food", "device", "gear", "wood")),
     Adjective("black", ("noir", "noire", "noirs", "noires"), False, ("device", "tool", "animal", "gear", "wood")),
     Adjective("white", ("blanc", "blanche", "blancs", "blanches"), False, ("device", "animal", "gear", "wood", "food")),
-    Adjective("fast", ("rapide", "rapide", "rapides", "rapides"), False, ("device", "animal", "person")),
+    Adjective("fast", ("rapide", "rapide", "rapides", "rapides"), False, ("animal", "person")),
     Adjective("heavy", ("lourd", "lourde", "lourds", "lourdes"), False, ("tool", "wood", "gear", "device")),
     Adjective("light", ("léger", "légère", "légers", "légères"), False, ("tool", "wood", "gear", "device")),
     Adjective("expensive", ("cher", "chère", "chers", "chères"), False, ("device", "tool", "gear", "food")),
@@ -152,12 +152,13 @@ ADJECTIVES: tuple[Adjective, ...] = (
     Adjective("happy", ("heureux", "heureuse", "heureux", "heureuses"), False, ("person", "animal")),
     # before the noun
     Adjective("small", ("petit", "petite", "petits", "petites"), True, ("food", "device", "tool", "animal", "person", "wood", "gear")),
-    Adjective("big", ("grand", "grande", "grands", "grandes"), True, ("device", "animal", "person", "wood", "tool")),
-    Adjective("good", ("bon", "bonne", "bons", "bonnes"), True, ("food", "tool", "person", "gear")),
+    # not on people: "un grand homme" is a great man, "une bonne femme" a familiar expression
+    Adjective("big", ("grand", "grande", "grands", "grandes"), True, ("device", "animal", "wood", "tool")),
+    Adjective("good", ("bon", "bonne", "bons", "bonnes"), True, ("food", "tool", "gear")),
     Adjective("pretty", ("joli", "jolie", "jolis", "jolies"), True, ("animal", "wood", "device")),
 )
 
-ANY_OBJECT = ("food", "device", "tool", "wood", "animal", "gear", "money")
+ANY_OBJECT = ("food", "device", "tool", "wood", "animal", "gear", "money", "account")
 VERBS: tuple[Verb, ...] = (
     Verb("eat", "eat", "eats", ("mange", "mange", "mangeons", "mangent"), ("person", "animal"), ("food",)),
     Verb("like", "like", "likes", ("aime", "aime", "aimons", "aiment"), ("person",), ANY_OBJECT + ("company",)),
@@ -170,7 +171,7 @@ VERBS: tuple[Verb, ...] = (
     Verb("hit", "hit", "hits", ("frappe", "frappe", "frappons", "frappent"), ("person",), ("gear",)),
     Verb("feed", "feed", "feeds", ("nourris", "nourrit", "nourrissons", "nourrissent"), ("person",), ("animal",)),
     Verb("build", "build", "builds", ("construis", "construit", "construisons", "construisent"), ("person",), ("wood",)),
-    Verb("open", "open", "opens", ("ouvre", "ouvre", "ouvrons", "ouvrent"), ("person",), ("money", "wood", "device")),
+    Verb("open", "open", "opens", ("ouvre", "ouvre", "ouvrons", "ouvrent"), ("person",), ("account",)),
     Verb("see/past", "see", "sees", ("ai", "a", "avons", "ont"), ("person", "animal"), ANY_OBJECT + ("person",), True, "vu"),
 )
 

@@ -16,7 +16,6 @@ from course_lib.corpus import (
     generate_sentences,
     load_corpus,
     noun_phrase,
-    split_sentences,
     statistics,
 )
 
@@ -232,3 +231,14 @@ def test_bad_arguments():
         load_corpus(200).split("dev")
     with pytest.raises(ValueError, match="tokens but"):
         Sentence(("a", "b"), ("x",), ("DET",), "food")
+
+
+def test_idiomatic_choices_from_the_fluent_review(sentences):
+    """aimer takes the definite article even negated; no 'pas de' before a relative clause;
+    no 'ma femme'/'mon homme' (wife/husband) nor 'grand homme'/'bonne femme' (idioms)."""
+    for s in sentences:
+        text = " ".join(s.fr)
+        assert not re.search(r"\baim\w* pas (de|d')\b", text), text
+        assert not re.search(r"\bpas (de|d') (\S+ ){1,3}?(qui|que|qu')\b", text), text
+        assert not re.search(r"\b(ma|mes|mon) (\S+ )?(femmes?|hommes?)\b", text), text
+        assert not re.search(r"\b(grands? (\S+ )?hommes?|bonnes? (\S+ )?femmes?|bons? (\S+ )?hommes?)\b", text), text

@@ -1,0 +1,344 @@
+"""The grammar of the course corpus: French morphology, phrases, and whole sentences.
+
+Used by ``course_lib.corpus``, which draws, filters and splits the sentences. The rules
+are listed in that module's docstring and tested in tests/test_corpus.py.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from course_lib.corpus_lexicon import (
+    ADJECTIVES,
+    COMPANY,
+    NOUNS,
+    PLACES,
+    PREPOSITIONS,
+    PRONOUNS,
+    TOPICS,
+    VERBS,
+    Adjective,
+    Noun,
+    Verb,
+    starts_with_vowel,
+)
+
+
+# Which sense of an ambiguous word each lexicon entry is.
+SENSE_OF = {
+    "apple/fruit": ("apple", "fruit"), "apple/company": ("apple", "company"),
+    "saw/tool": ("saw", "tool"), "see/past": ("saw", "see"),
+    "bank/money": ("bank", "money"), "bank/river": ("bank", "river"),
+    "bat/animal": ("bat", "animal"), "bat/sports": ("bat", "sports"),
+    "watch/time": ("watch", "time"), "watch/look": ("watch", "look"),
+    "light/lamp": ("light", "lamp"), "light": ("light", "weight"),
+}
+# Nouns whose sense only the sentence's topic words can decide (the others: syntax).
+NEEDS_CUE = {"bank/money", "bank/river", "bat/animal", "bat/sports"}
+
+
+@dataclass(frozen=True)
+class Sentence:
+    en: tuple[str, ...]
+    fr: tuple[str, ...]
+    tags: tuple[str, ...]  # one Universal POS tag per English token
+    topic: str
+    senses: tuple[tuple[int, str, str], ...] = ()  # (English position, word, sense)
+    adj_nouns: tuple[tuple[str, str], ...] = ()  # (adjective, noun key) pairs
+
+    def __post_init__(self) -> None:
+        if len(self.en) != len(self.tags):
+            raise ValueError(f"{len(self.en)} English tokens but {len(self.tags)} tags: {self.en}")
+
+
+@dataclass
+class _Phrase:
+    en: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    fr: list[str] = field(default_factory=list)
+    senses: list[tuple[int, str, str]] = field(default_factory=list)  # positions relative to en
+    adj_nouns: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, other: _Phrase) -> _Phrase:
+        offset = len(self.en)
+        self.en += other.en
+        self.tags += other.tags
+        self.fr += other.fr
+        self.senses += [(i + offset, w, s) for i, w, s in other.senses]
+        self.adj_nouns += other.adj_nouns
+        return self
+
+    def word(self, en: str, tag: str, fr: list[str] | tuple[str, ...] = (), key: str | None = None) -> _Phrase:
+        if key in SENSE_OF:
+            self.senses.append((len(self.en), *SENSE_OF[key]))
+        self.en.append(en)
+        self.tags.append(tag)
+        self.fr += list(fr)
+        return self
+
+
+# --- French morphology -------------------------------------------------------------
+
+
+def elide(word: str, following: str) -> str:
+    """le/la -> l', je -> j', ne -> n', que -> qu', de -> d' before a vowel or mute h."""
+    if word in ("le", "la", "je", "ne", "que", "de") and starts_with_vowel(following):
+        return word[:-1] + "'"
+    return word
+
+
+def contract(preposition: str, article: str) -> list[str]:
+    """à + le -> au, à + les -> aux, de + le -> du, de + les -> des; otherwise unchanged."""
+    table = {("à", "le"): "au", ("à", "les"): "aux", ("de", "le"): "du", ("de", "les"): "des"}
+    return [table[(preposition, article)]] if (preposition, article) in table else [preposition, article]
+
+
+def adjective_form(adj: Adjective, gender: str, plural: bool) -> str:
+    return adj.fr[(2 if plural else 0) + (1 if gender == "f" else 0)]
+
+
+def participle(verb: Verb, agree_with: Noun | None = None, plural: bool = False) -> str:
+    """Past participle; agrees with a direct object placed before the auxiliary."""
+    form = verb.participle
+    if agree_with is not None:
+        form += ("e" if agree_with.gender == "f" else "") + ("s" if plural else "")
+    return form
+
+
+def determiner(kind: str, noun: Noun, plural: bool, negated: bool) -> str:
+    """The French article or possessive before a noun phrase (elision applied later)."""
+    if kind == "def":
+        return "les" if plural else ("la" if noun.gender == "f" else "le")
+    if kind == "poss":
+        return "mes" if plural else ("ma" if noun.gender == "f" else "mon")
+    if negated:  # ne ... pas de: the indefinite article becomes "de"
+        return "de"
+    return "des" if plural else ("une" if noun.gender == "f" else "un")
+
+
+def finish_determiner(det: str, following: str) -> str:
+    if det == "ma" and starts_with_vowel(following):
+        return "mon"  # mon amie, mon orange
+    return elide(det, following)
+
+
+# --- phrases -----------------------------------------------------------------------
+
+
+def noun_phrase(
+    noun: Noun, plural: bool, kind: str, pre: Adjective | None = None, post: Adjective | None = None,
+    negated: bool = False,
+) -> _Phrase:
+    """A noun phrase in both languages. kind: def (the), indef (a / bare plural), poss (my)."""
+    p = _Phrase()
+    if noun.cls == "company":
+        return p.word(noun.en, "PROPN", [noun.fr], noun.key)
+    en_adjs = [a.en for a in (pre, post) if a is not None]
+    en_noun = noun.en_pl if plural else noun.en
+    if kind == "def":
+        p.word("the", "DET")
+    elif kind == "poss":
+        p.word("my", "DET")
+    elif not plural:
+        first = (en_adjs + [en_noun])[0]
+        p.word("an" if first[0] in "aeio" else "a", "DET")
+    for a in (pre, post):
+        if a is not None:
+            p.word(a.en, "ADJ", key=a.en)
+            p.adj_nouns.append((a.en, noun.key))
+    p.word(en_noun, "NOUN", key=noun.key)
+    fr = [adjective_form(pre, noun.gender, plural)] if pre else []
+    fr.append(noun.fr_pl if plural else noun.fr)
+    if post:
+        fr.append(adjective_form(post, noun.gender, plural))
+    det = determiner(kind, noun, plural, negated and kind == "indef")
+    if det == "des" and pre is not None:
+        det = "de"  # de petits chats, not des petits chats
+    p.fr = [finish_determiner(det, fr[0]), *fr]
+    return p
+
+
+def place_phrase(rng: random.Random, topic: str) -> _Phrase:
+    places = [pl for pl in PLACES if topic in pl.topics]
+    place = rng.choice(places)
+    prep_en = "near" if place.key == "bank/river" else rng.choice(sorted(PREPOSITIONS))
+    p = _Phrase().word(prep_en, "ADP")
+    p.word("the", "DET").word(place.en, "NOUN", key=place.key)
+    p.fr = _with_preposition(PREPOSITIONS[prep_en], place)
+    if place.key == "bank/river":  # near the bank of the river: the river decides the sense
+        river = next(pl for pl in PLACES if pl.key == "river")
+        p.word("of", "ADP").word("the", "DET").word(river.en, "NOUN", key=river.key)
+        p.fr += _with_preposition("de", river)
+    return p
+
+
+def _with_preposition(preposition: str, noun: Noun) -> list[str]:
+    """French preposition + definite article + noun, with contraction: au, du, près de la."""
+    words = preposition.split()  # "près de" -> ["près", "de"]
+    article = finish_determiner(determiner("def", noun, False, False), noun.fr)
+    if words[-1] in ("à", "de") and article in ("le", "les"):
+        return words[:-1] + contract(words[-1], article) + [noun.fr]
+    return words + [article, noun.fr]
+
+
+def verb_forms(verb: Verb, person: int, negated: bool, third_singular: bool) -> tuple[list[str], list[str], list[str]]:
+    """English tokens, their tags, French tokens of the verb group (without the object)."""
+    if verb.past:
+        en = ["did", "not", verb.en] if negated else ["saw"]
+        tags = ["AUX", "PART", "VERB"] if negated else ["VERB"]
+        aux = verb.fr[person]
+        fr = (["ne", aux, "pas"] if negated else [aux]) + [verb.participle]
+    else:
+        if negated:
+            en = ["does" if third_singular else "do", "not", verb.en]
+            tags = ["AUX", "PART", "VERB"]
+        else:
+            en, tags = [verb.en_3sg if third_singular else verb.en], ["VERB"]
+        fr = ["ne", verb.fr[person], "pas"] if negated else [verb.fr[person]]
+    if fr[0] == "ne":
+        fr[0] = elide("ne", fr[1])
+    return en, tags, fr
+
+
+def _pick_adjectives(rng: random.Random, noun: Noun, p_adj: float) -> tuple[Adjective | None, Adjective | None]:
+    if noun.cls in ("company", "place") or rng.random() > p_adj:
+        return None, None
+    fitting = [a for a in ADJECTIVES if noun.cls in a.classes]
+    pre = [a for a in fitting if a.before]
+    post = [a for a in fitting if not a.before]
+    choice = rng.random()
+    a_pre = rng.choice(pre) if pre and choice < 0.45 else None
+    a_post = rng.choice(post) if post and (choice >= 0.3 or a_pre is None) else None
+    return a_pre, a_post
+
+
+def _candidates(topic: str, classes: tuple[str, ...]) -> list[Noun]:
+    found = [n for n in NOUNS if n.cls in classes and topic in n.topics]
+    if "company" in classes and topic == "technology":
+        found.append(COMPANY)
+    return found
+
+
+class Grammar:
+    """Draws one sentence at a time; all randomness comes from the given Random."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def subject(self, topic: str, verb: Verb) -> tuple[_Phrase, int, bool, Noun | None]:
+        """Subject phrase, person index (0 je, 1 il, 2 nous, 3 ils), English 3rd singular, noun."""
+        rng = self.rng
+        if "person" in verb.subjects and rng.random() < 0.2:
+            en, fr, person = rng.choice(PRONOUNS)
+            return _Phrase().word(en, "PRON", [fr]), person, person == 1, None
+        nouns = _candidates(topic, verb.subjects)
+        noun = rng.choice(nouns)
+        plural = noun.cls != "company" and rng.random() < 0.3
+        pre, post = _pick_adjectives(rng, noun, 0.3)
+        # no "my" with people: "ma femme", "mon homme" read as "my wife", "my husband"
+        kind = rng.choices(["def", "indef", "poss"], [6, 2, 0 if noun.cls == "person" else 1])[0]
+        return noun_phrase(noun, plural, kind, pre, post), 3 if plural else 1, not plural, noun
+
+    def object(self, topic: str, verb: Verb, negated: bool) -> tuple[_Phrase, Noun, bool]:
+        rng = self.rng
+        nouns = _candidates(topic, verb.objects)
+        noun = rng.choice(nouns)
+        plural = noun.cls != "company" and rng.random() < 0.35
+        pre, post = _pick_adjectives(rng, noun, 0.45)
+        # "aimer" takes the definite article for what one likes (j'aime les pommes), also negated
+        indef = 0 if verb.key == "like" else 4
+        kind = rng.choices(["def", "indef", "poss"], [5, indef, 0 if noun.cls == "person" else 1])[0]
+        return noun_phrase(noun, plural, kind, pre, post, negated), noun, plural
+
+    def relative_clause(self, topic: str, head: Noun, head_plural: bool) -> _Phrase | None:
+        """'that cuts the bread' (head is the subject) or 'that the woman buys' (head is the object)."""
+        rng = self.rng
+        as_subject = [v for v in VERBS if head.cls in v.subjects and _candidates(topic, v.objects)]
+        as_object = [v for v in VERBS if head.cls in v.objects and _candidates(topic, v.subjects)]
+        if as_subject and (not as_object or rng.random() < 0.5):
+            verb = rng.choice(as_subject)
+            p = _Phrase().word("who" if head.cls == "person" else "that", "PRON", ["qui"])
+            en, tags, fr = verb_forms(verb, 3 if head_plural else 1, False, not head_plural)
+            for w, t in zip(en, tags):
+                p.word(w, t, key=verb.key if w == "saw" else None)
+            p.fr += fr
+            obj, _, _ = self.object(topic, verb, False)
+            return p.add(obj)
+        if not as_object:
+            return None
+        verb = rng.choice(as_object)
+        p = _Phrase().word("that", "PRON")
+        subj, person, third, _ = self.subject(topic, verb)
+        p.add(subj)
+        en, tags, fr = verb_forms(verb, person, False, third)
+        if verb.past:  # the object (the head) comes before "avoir": the participle agrees
+            fr[-1] = participle(verb, head, head_plural)
+        for w, t in zip(en, tags):
+            p.word(w, t, key=verb.key if w == "saw" else None)
+        subj_fr = [elide("je", fr[0])] if subj.fr == ["je"] else list(subj.fr)  # que j'ai vue
+        p.fr = [elide("que", subj_fr[0]), *subj_fr, *fr]
+        return p
+
+    def sentence(self, topic: str) -> Sentence:
+        rng = self.rng
+        verbs = [v for v in VERBS if _candidates(topic, v.subjects) and _candidates(topic, v.objects)]
+        verb = rng.choice(verbs)
+        s, person, third, subj_noun = self.subject(topic, verb)
+        if subj_noun is not None and subj_noun.cls != "company" and rng.random() < 0.15:
+            rel = self.relative_clause(topic, subj_noun, person == 3)  # the man who eats apples ...
+            if rel is not None:
+                s.add(rel)
+        negated = rng.random() < 0.2
+        en, tags, fr = verb_forms(verb, person, negated, third)
+        if s.fr == ["je"]:
+            s.fr[-1] = elide("je", fr[0])  # j'aime, j'ai; but je n'aime pas
+        v = _Phrase()
+        for w, t in zip(en, tags):
+            v.word(w, t, key=verb.key if (w == "saw" or (verb.key == "watch/look" and w.startswith("watch"))) else None)
+        v.fr = fr
+        obj, obj_noun, obj_plural = self.object(topic, verb, negated)
+        s.add(v).add(obj)
+        # no relative clause after "pas de": a clause makes the object specific (pas le casque que ...)
+        if obj_noun.cls != "company" and obj.fr[0] not in ("de", "d'") and rng.random() < 0.25:
+            rel = self.relative_clause(topic, obj_noun, obj_plural)
+            if rel is not None:
+                s.add(rel)
+        if rng.random() < 0.35:
+            s.add(place_phrase(rng, topic))
+        s.word(".", "PUNCT", ["."])
+        return Sentence(tuple(s.en), tuple(s.fr), tuple(s.tags), topic, tuple(s.senses), tuple(s.adj_nouns))
+
+
+def _topic_cues() -> dict[str, set[str]]:
+    """English words that occur in exactly one topic's nouns and places: they reveal the topic."""
+    seen: dict[str, set[str]] = {}
+    for n in (*NOUNS, *PLACES):
+        if n.key in NEEDS_CUE:
+            continue
+        for w in (n.en, n.en_pl):
+            seen.setdefault(w, set()).update(n.topics)
+    cues: dict[str, set[str]] = {t: set() for t in TOPICS}
+    for w, topics in seen.items():
+        if len(topics) == 1:
+            cues[next(iter(topics))].add(w)
+    cues["sports"] |= {"hit", "hits"}
+    cues["animals"] |= {"feed", "feeds", "wild"}
+    return cues
+
+
+TOPIC_CUES = _topic_cues()
+
+
+def decidable(sentence: Sentence) -> bool:
+    """Can a reader tell each ambiguous noun's sense from the other words of the sentence?"""
+    words = set(sentence.en)
+    for i, word, sense in sentence.senses:
+        key = f"{word}/{sense}"
+        if key in NEEDS_CUE:
+            topic = {"money": "finance", "river": "nature", "animal": "animals", "sports": "sports"}[sense]
+            if not (words - {word}) & TOPIC_CUES[topic]:
+                return False
+    return True
+
+
