@@ -69,6 +69,9 @@ NOUNS: tuple[Noun, ...] = (
     _n("farmer", "farmer", "farmers", "fermière", "fermières", "f", "person", "animals", "nature"),
     _n("player", "player", "players", "joueuse", "joueuses", "f", "person", "sports"),
     _n("banker", "banker", "bankers", "banquier", "banquiers", "m", "person", "finance"),
+    _n("doctor", "doctor", "doctors", "médecin", "médecins", "m", "person", *ALL),
+    _n("baker", "baker", "bakers", "boulanger", "boulangers", "m", "person", "food"),
+    _n("fisherman", "fisherman", "fishermen", "pêcheur", "pêcheurs", "m", "person", "nature"),
     # food
     _n("apple/fruit", "apple", "apples", "pomme", "pommes", "f", "food", "food"),
     _n("orange", "orange", "oranges", "orange", "oranges", "f", "food", "food"),
@@ -78,6 +81,13 @@ NOUNS: tuple[Noun, ...] = (
     _n("egg", "egg", "eggs", "œuf", "œufs", "m", "food", "food"),
     _n("soup", "soup", "soups", "soupe", "soupes", "f", "food", "food"),
     _n("pear", "pear", "pears", "poire", "poires", "f", "food", "food"),
+    _n("banana", "banana", "bananas", "banane", "bananes", "f", "food", "food"),
+    _n("carrot", "carrot", "carrots", "carotte", "carottes", "f", "food", "food"),
+    _n("tomato", "tomato", "tomatoes", "tomate", "tomates", "f", "food", "food"),
+    _n("lemon", "lemon", "lemons", "citron", "citrons", "m", "food", "food"),
+    _n("cherry", "cherry", "cherries", "cerise", "cerises", "f", "food", "food"),
+    _n("strawberry", "strawberry", "strawberries", "fraise", "fraises", "f", "food", "food"),
+    _n("chicken", "chicken", "chickens", "poulet", "poulets", "m", "food", "food"),
     # technology
     _n("phone", "phone", "phones", "téléphone", "téléphones", "m", "device", "technology"),
     _n("computer", "computer", "computers", "ordinateur", "ordinateurs", "m", "device", "technology"),
@@ -86,6 +96,12 @@ NOUNS: tuple[Noun, ...] = (
     _n("camera", "camera", "cameras", "caméra", "caméras", "f", "device", "technology"),
     _n("lamp", "lamp", "lamps", "lampe", "lampes", "f", "device", "technology"),
     _n("light/lamp", "light", "lights", "lumière", "lumières", "f", "device", "technology"),
+    _n("tablet", "tablet", "tablets", "tablette", "tablettes", "f", "device", "technology"),
+    _n("keyboard", "keyboard", "keyboards", "clavier", "claviers", "m", "device", "technology"),
+    _n("printer", "printer", "printers", "imprimante", "imprimantes", "f", "device", "technology"),
+    _n("robot", "robot", "robots", "robot", "robots", "m", "device", "technology"),
+    _n("radio", "radio", "radios", "radio", "radios", "f", "device", "technology"),
+    _n("cable", "cable", "cables", "câble", "câbles", "m", "device", "technology"),
     # woodworking
     _n("saw/tool", "saw", "saws", "scie", "scies", "f", "tool", "woodworking"),
     _n("hammer", "hammer", "hammers", "marteau", "marteaux", "m", "tool", "woodworking"),
@@ -94,12 +110,24 @@ NOUNS: tuple[Noun, ...] = (
     _n("chair", "chair", "chairs", "chaise", "chaises", "f", "wood", "woodworking"),
     _n("box", "box", "boxes", "boîte", "boîtes", "f", "wood", "woodworking"),
     _n("plank", "plank", "planks", "planche", "planches", "f", "wood", "woodworking"),
+    _n("shelf", "shelf", "shelves", "étagère", "étagères", "f", "wood", "woodworking"),
+    _n("bench", "bench", "benches", "banc", "bancs", "m", "wood", "woodworking"),
+    _n("ladder", "ladder", "ladders", "échelle", "échelles", "f", "wood", "woodworking"),
+    _n("drill", "drill", "drills", "perceuse", "perceuses", "f", "tool", "woodworking"),
+    _n("nail", "nail", "nails", "clou", "clous", "m", "tool", "woodworking"),
+    _n("screw", "screw", "screws", "vis", "vis", "f", "tool", "woodworking"),
     # animals
     _n("cat", "cat", "cats", "chat", "chats", "m", "animal", "animals"),
     _n("dog", "dog", "dogs", "chien", "chiens", "m", "animal", "animals"),
     _n("bird", "bird", "birds", "oiseau", "oiseaux", "m", "animal", "animals", "nature"),
     _n("horse", "horse", "horses", "cheval", "chevaux", "m", "animal", "animals"),
     _n("cow", "cow", "cows", "vache", "vaches", "f", "animal", "animals"),
+    _n("rabbit", "rabbit", "rabbits", "lapin", "lapins", "m", "animal", "animals"),
+    _n("sheep", "sheep", "sheep", "mouton", "moutons", "m", "animal", "animals"),
+    _n("goat", "goat", "goats", "chèvre", "chèvres", "f", "animal", "animals"),
+    _n("mouse", "mouse", "mice", "souris", "souris", "f", "animal", "animals"),
+    _n("pig", "pig", "pigs", "cochon", "cochons", "m", "animal", "animals"),
+    _n("hen", "hen", "hens", "poule", "poules", "f", "animal", "animals"),
     _n("bat/animal", "bat", "bats", "chauve-souris", "chauves-souris", "f", "animal", "animals", "nature"),
     _n("fish", "fish", "fish", "poisson", "poissons", "m", "animal", "nature", "animals"),
     _n("duck", "duck", "ducks", "canard", "canards", "m", "animal", "nature"),
@@ -109,10 +137,22 @@ NOUNS: tuple[Noun, ...] = (
     _n("bat/sports", "bat", "bats", "batte", "battes", "f", "gear", "sports"),
     _n("racket", "racket", "rackets", "raquette", "raquettes", "f", "gear", "sports"),
     _n("helmet", "helmet", "helmets", "casque", "casques", "m", "gear", "sports"),
+    _n("net", "net", "nets", "filet", "filets", "m", "gear", "sports"),
+    _n("glove", "glove", "gloves", "gant", "gants", "m", "gear", "sports"),
+    _n("shoe", "shoe", "shoes", "chaussure", "chaussures", "f", "gear", "sports"),
+    _n("trophy", "trophy", "trophies", "trophée", "trophées", "m", "gear", "sports"),
     # finance
     _n("account", "account", "accounts", "compte", "comptes", "m", "account", "finance"),
     _n("coin", "coin", "coins", "pièce", "pièces", "f", "money", "finance"),
     _n("check", "check", "checks", "chèque", "chèques", "m", "money", "finance"),
+    _n("bill", "bill", "bills", "facture", "factures", "f", "money", "finance"),
+    _n("card", "card", "cards", "carte", "cartes", "f", "money", "finance"),
+    _n("wallet", "wallet", "wallets", "portefeuille", "portefeuilles", "m", "money", "finance"),
+    # nature
+    _n("tree", "tree", "trees", "arbre", "arbres", "m", "plant", "nature"),
+    _n("flower", "flower", "flowers", "fleur", "fleurs", "f", "plant", "nature"),
+    _n("leaf", "leaf", "leaves", "feuille", "feuilles", "f", "plant", "nature"),
+    _n("stone", "stone", "stones", "pierre", "pierres", "f", "plant", "nature"),
 )
 
 # Places for prepositional phrases, by topic: (noun key, English preposition, French preposition).
@@ -150,6 +190,10 @@ ADJECTIVES: tuple[Adjective, ...] = (
     Adjective("wild", ("sauvage", "sauvage", "sauvages", "sauvages"), False, ("animal",)),
     Adjective("sharp", ("tranchant", "tranchante", "tranchants", "tranchantes"), False, ("tool",)),
     Adjective("happy", ("heureux", "heureuse", "heureux", "heureuses"), False, ("person", "animal")),
+    Adjective("blue", ("bleu", "bleue", "bleus", "bleues"), False, ("device", "gear", "wood", "plant")),
+    Adjective("yellow", ("jaune", "jaune", "jaunes", "jaunes"), False, ("food", "device", "gear", "plant")),
+    Adjective("soft", ("doux", "douce", "doux", "douces"), False, ("food", "animal", "gear")),
+    Adjective("broken", ("cassé", "cassée", "cassés", "cassées"), False, ("device", "tool", "wood")),
     # before the noun
     Adjective("small", ("petit", "petite", "petits", "petites"), True, ("food", "device", "tool", "animal", "person", "wood", "gear")),
     # not on people: "un grand homme" is a great man, "une bonne femme" a familiar expression
@@ -158,15 +202,15 @@ ADJECTIVES: tuple[Adjective, ...] = (
     Adjective("pretty", ("joli", "jolie", "jolis", "jolies"), True, ("animal", "wood", "device")),
 )
 
-ANY_OBJECT = ("food", "device", "tool", "wood", "animal", "gear", "money", "account")
+ANY_OBJECT = ("food", "device", "tool", "wood", "animal", "gear", "money", "account", "plant")
 VERBS: tuple[Verb, ...] = (
     Verb("eat", "eat", "eats", ("mange", "mange", "mangeons", "mangent"), ("person", "animal"), ("food",)),
     Verb("like", "like", "likes", ("aime", "aime", "aimons", "aiment"), ("person",), ANY_OBJECT + ("company",)),
     Verb("buy", "buy", "buys", ("achète", "achète", "achetons", "achètent"), ("person",), ("food", "device", "tool", "gear", "wood")),
-    Verb("cut", "cut", "cuts", ("coupe", "coupe", "coupons", "coupent"), ("person", "tool"), ("food", "wood")),
+    Verb("cut", "cut", "cuts", ("coupe", "coupe", "coupons", "coupent"), ("person", "tool"), ("food", "wood", "plant")),
     Verb("use", "use", "uses", ("utilise", "utilise", "utilisons", "utilisent"), ("person",), ("device", "tool", "gear")),
     Verb("sell", "sell", "sells", ("vends", "vend", "vendons", "vendent"), ("person", "company"), ("food", "device", "tool", "gear")),
-    Verb("watch/look", "watch", "watches", ("regarde", "regarde", "regardons", "regardent"), ("person", "animal"), ("animal", "person", "device")),
+    Verb("watch/look", "watch", "watches", ("regarde", "regarde", "regardons", "regardent"), ("person", "animal"), ("animal", "person", "device", "plant")),
     Verb("carry", "carry", "carries", ("porte", "porte", "portons", "portent"), ("person",), ("food", "tool", "gear", "wood", "animal")),
     Verb("hit", "hit", "hits", ("frappe", "frappe", "frappons", "frappent"), ("person",), ("gear",)),
     Verb("feed", "feed", "feeds", ("nourris", "nourrit", "nourrissons", "nourrissent"), ("person",), ("animal",)),
