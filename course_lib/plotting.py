@@ -146,3 +146,32 @@ def show_heatmaps(
                 ax.set_title(titles[j])
     fig.colorbar(image, ax=axes, shrink=0.6)
     return fig
+
+
+def show_alignment(
+    weights: ArrayLike,
+    source: Sequence[str],
+    output: Sequence[str],
+    title: str | None = None,
+    axes: plt.Axes | None = None,
+    cmap: str = "Reds",
+) -> plt.Axes:
+    """Attention weights of a translation, (output steps, source tokens), with the tokens as labels.
+
+    Rows are the generated tokens, columns the source tokens; each row sums to one.
+    """
+    w = _to_numpy(weights)
+    if w.shape != (len(output), len(source)):
+        raise ValueError(
+            f"weights of shape {w.shape} do not match {len(output)} output tokens x {len(source)} source tokens"
+        )
+    if axes is None:
+        _, axes = plt.subplots(figsize=(0.42 * len(source) + 1.5, 0.36 * len(output) + 1.2))
+    axes.imshow(w, cmap=cmap, vmin=0, vmax=1)
+    axes.set_xticks(range(len(source)), source, rotation=60, ha="right")
+    axes.set_yticks(range(len(output)), output)
+    axes.set_xlabel("source (English)")
+    axes.set_ylabel("output (French)")
+    if title:
+        axes.set_title(title)
+    return axes

@@ -175,4 +175,5 @@ def bleu(hypotheses: Sequence[Sequence[str]], references: Sequence[Sequence[str]
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
     hyps = [" ".join(h) for h in hypotheses]
     refs = [" ".join(r) for r in references]
-    return sacrebleu.corpus_bleu(hyps, [refs], tokenize="none").score
+    # force: the text is tokenized on purpose (sacrebleu would otherwise warn on stderr)
+    return sacrebleu.corpus_bleu(hyps, [refs], tokenize="none", force=True).score

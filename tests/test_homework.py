@@ -35,6 +35,13 @@ WRONG_ANSWERS = {
         "masked keys must get exactly zero weight, whatever the scores",
         ("q2",),  # my_dot_product_attention calls my_masked_softmax
     ),
+    "hw03_seq2seq_attention": (
+        "dot_product_context",
+        (" / math.sqrt(query.shape[-1])", ""),
+        "q1",
+        "scaled dot-product attention divides the scores by sqrt(H)",
+        (),
+    ),
 }
 
 
