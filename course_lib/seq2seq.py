@@ -58,11 +58,19 @@ class Seq2SeqEncoder(nn.Module):
         self.rnn = _GRU(embed_size, num_hiddens, num_layers, dropout)
         self.apply(init_seq2seq)
 
-    def forward(self, X: Tensor, *args) -> tuple[Tensor, Tensor]:
+    def forward(self, X: Tensor, valid_lens: Tensor | None = None, *args) -> tuple[Tensor, Tensor]:
+        """With ``valid_lens`` the GRU stops at each sentence's last real token (a packed
+        sequence): the final state then summarizes the sentence, not its padding, and
+        padded positions output zeros. Without it, it runs over every position, as d2l's."""
         if X.dim() != 2:
             raise ValueError(f"the encoder expects token indices of shape (B, Ts), got {tuple(X.shape)}")
         embs = self.embedding(X.t().long())  # (Ts, B, E)
-        return self.rnn(embs)  # outputs (Ts, B, H), state (L, B, H)
+        if valid_lens is None:
+            return self.rnn(embs)  # outputs (Ts, B, H), state (L, B, H)
+        packed = nn.utils.rnn.pack_padded_sequence(embs, valid_lens.cpu(), enforce_sorted=False)
+        outputs, state = self.rnn(packed)
+        outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, total_length=X.shape[1])  # (Ts, B, H)
+        return outputs, state
 
 
 class Seq2SeqDecoder(nn.Module):
@@ -76,14 +84,16 @@ class Seq2SeqDecoder(nn.Module):
         self.apply(init_seq2seq)
 
     def init_state(self, enc_all_outputs: tuple[Tensor, Tensor], *args) -> list[Tensor]:
-        return list(enc_all_outputs)  # [enc_outputs (Ts, B, H), hidden (L, B, H)]
+        _, hidden = enc_all_outputs
+        # The context: the encoder's final state at the last real token (top layer), (B, H).
+        return [hidden[-1], hidden]
 
     def forward(self, X: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
-        enc_outputs, hidden = state
+        context, hidden = state
         embs = self.embedding(X.t().long())  # (Tt, B, E)
-        context = enc_outputs[-1].unsqueeze(0).expand(embs.shape[0], -1, -1)  # (Tt, B, H): one fixed vector
-        outputs, hidden = self.rnn(torch.cat([embs, context], dim=-1), hidden)  # (Tt, B, H)
-        return self.dense(outputs).transpose(0, 1), [enc_outputs, hidden]  # (B, Tt, V)
+        fixed = context.unsqueeze(0).expand(embs.shape[0], -1, -1)  # (Tt, B, H): the same vector every step
+        outputs, hidden = self.rnn(torch.cat([embs, fixed], dim=-1), hidden)  # (Tt, B, H)
+        return self.dense(outputs).transpose(0, 1), [context, hidden]  # (B, Tt, V)
 
 
 class Seq2SeqAttentionDecoder(nn.Module):
@@ -207,12 +217,13 @@ def train_seq2seq(
         for src, src_len, tgt, tgt_len in loader:
             src, src_len, tgt, tgt_len = (t.to(device) for t in (src, src_len, tgt, tgt_len))
             logits = model(src, shift_right(tgt, bos), src_len)
-            loss = masked_ce_loss(logits, tgt, tgt_len)
+            loss = masked_ce_loss(logits, tgt, tgt_len)  # mean over the batch's real tokens
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
-            total, count = total + loss.item() * len(src), count + len(src)
+            tokens = int(tgt_len.sum())
+            total, count = total + loss.item() * tokens, count + tokens  # epoch mean per token
         losses.append(total / count)
         if curve is not None:
             curve.update(losses[-1])
@@ -263,7 +274,10 @@ def beam_search(
     """Translate one sentence keeping the ``beam_size`` best partial translations.
 
     Candidates are ranked by total log-probability divided by length**alpha (length
-    normalization, so that short outputs are not favoured just for being short).
+    normalization, so that short outputs are not favoured just for being short). The
+    beams are pruned on the raw log-probability at every step, and the search stops once
+    ``beam_size`` candidates have ended with <eos>; only the final ranking is normalized.
+    This is the usual practical compromise, not an exact search.
     """
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
@@ -299,7 +313,7 @@ def beam_search(
 
 def evaluate_bleu(
     model: EncoderDecoder, sentences, src_vocab: Vocab, tgt_vocab: Vocab, decode: str = "greedy",
-    beam_size: int = 4, device: torch.device | str = "cpu",
+    beam_size: int = 4, device: torch.device | str = "cpu", alpha: float = 0.75, max_steps: int = 30,
 ) -> tuple[float, list[list[str]]]:
     """Corpus BLEU (sacrebleu, 0-100) of the model's translations of ``sentences``; also returns them."""
     if decode not in ("greedy", "beam"):
@@ -307,9 +321,9 @@ def evaluate_bleu(
     outputs = []
     for s in sentences:
         if decode == "greedy":
-            outputs.append(greedy_decode(model, s.en, src_vocab, tgt_vocab, device=device)[0])
+            outputs.append(greedy_decode(model, s.en, src_vocab, tgt_vocab, max_steps, device=device)[0])
         else:
-            outputs.append(beam_search(model, s.en, src_vocab, tgt_vocab, beam_size, device=device))
+            outputs.append(beam_search(model, s.en, src_vocab, tgt_vocab, beam_size, max_steps, alpha, device=device))
     return bleu(outputs, [list(s.fr) for s in sentences]), outputs
 
 

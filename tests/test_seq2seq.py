@@ -37,6 +37,33 @@ def test_encoder_state_dicts_load_both_ways_with_d2l(d2l):
     assert outputs.shape == (7, 3, 16) and state.shape == (2, 3, 16)
 
 
+def test_encoder_stops_at_the_valid_length():
+    """With valid lengths the final state is that of the last real token, as if unpadded."""
+    torch.manual_seed(4)
+    enc = Seq2SeqEncoder(20, 8, 16, 2).eval()
+    X = torch.randint(3, 20, (2, 6))
+    X[1, 4:] = 0  # sentence 1 has 4 real tokens, then padding
+    outputs, state = enc(X, torch.tensor([6, 4]))
+    alone_out, alone_state = enc(X[1:, :4])  # the same sentence without its padding
+    torch.testing.assert_close(state[:, 1], alone_state[:, 0])
+    torch.testing.assert_close(outputs[:4, 1], alone_out[:, 0])
+    assert outputs[4:, 1].eq(0).all()
+    torch.testing.assert_close(outputs[:, 0], enc(X[:1])[0][:, 0])  # a full-length row is unchanged
+
+
+@pytest.mark.parametrize("decoder_class", [Seq2SeqDecoder, Seq2SeqAttentionDecoder])
+def test_padding_does_not_change_a_sentence_s_output(decoder_class):
+    """A sentence padded inside a batch gets exactly the outputs it gets alone."""
+    torch.manual_seed(6)
+    model = EncoderDecoder(Seq2SeqEncoder(20, 8, 16, 2), decoder_class(25, 8, 16, 2)).eval()
+    src = torch.randint(3, 20, (2, 7))
+    src[1, 3:] = 0  # sentence 1: 3 real tokens
+    tgt_in = torch.randint(3, 25, (2, 4))
+    batch = model(src, tgt_in, torch.tensor([7, 3]))
+    alone = model(src[1:, :3], tgt_in[1:], torch.tensor([3]))
+    torch.testing.assert_close(batch[1:], alone)
+
+
 def test_attention_decoder_keeps_d2l_parameter_names():
     dec = Seq2SeqAttentionDecoder(30, 8, 16, 2)
     names = set(dec.state_dict())
