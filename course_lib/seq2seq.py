@@ -159,6 +159,39 @@ def masked_ce_loss(logits: Tensor, tgt: Tensor, tgt_valid_len: Tensor) -> Tensor
     return (losses * mask).sum() / mask.sum()
 
 
+def _in_notebook() -> bool:
+    """True inside a Jupyter kernel (not in a terminal IPython shell or plain Python)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+class ProgressBar:
+    """A one-line text progress bar, updated in place in a notebook (printed per epoch elsewhere)."""
+
+    def __init__(self, title: str, total: int, width: int = 30) -> None:
+        self.title, self.total, self.width, self._handle = title, total, width, None
+        self._pretty = None
+        if _in_notebook():
+            from IPython.display import Pretty, display
+
+            self._pretty = Pretty  # shown as plain text, without quotes
+            self._handle = display(Pretty(self._text(0, "")), display_id=True)
+
+    def _text(self, done: int, extra: str) -> str:
+        filled = round(self.width * done / max(self.total, 1))
+        return f"{self.title}: [{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} {extra}"
+
+    def update(self, done: int, extra: str = "", epoch_end: bool = False) -> None:
+        if self._handle is not None:
+            self._handle.update(self._pretty(self._text(done, extra)))
+        elif epoch_end:
+            print(self._text(done, extra), flush=True)
+
+
 class LiveLoss:
     """A loss curve redrawn as training goes (in a notebook); the final figure stays."""
 
@@ -171,13 +204,10 @@ class LiveLoss:
             return
         import matplotlib.pyplot as plt
 
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-        except ImportError:
+        if not _in_notebook():
             return
-        if get_ipython() is None:
-            return
+        from IPython.display import display
+
         fig, ax = plt.subplots(figsize=(4.5, 2.8))
         ax.plot(range(1, len(self.values) + 1), self.values, "o-", ms=3)
         ax.set(xlabel="epoch", ylabel="training loss", title=self.title, yscale="log")
@@ -203,18 +233,21 @@ def train_seq2seq(
 ) -> list[float]:
     """Train with teacher forcing, Adam and gradient clipping; return the mean loss per epoch.
 
-    Prints one progress line per epoch and, in a notebook, redraws a loss curve.
+    Shows a progress bar (in a notebook, one line updated in place; elsewhere a line per
+    epoch) and, in a notebook, redraws a loss curve after every epoch.
     """
     torch.manual_seed(seed)
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     bos = tgt_vocab[BOS]
     curve = LiveLoss(title) if show else None
+    steps_per_epoch = len(loader)
+    bar = ProgressBar(title, num_epochs * steps_per_epoch) if show else None
     losses: list[float] = []
     start = time.perf_counter()
     for epoch in range(num_epochs):
         total, count = 0.0, 0
-        for src, src_len, tgt, tgt_len in loader:
+        for step, (src, src_len, tgt, tgt_len) in enumerate(loader, 1):
             src, src_len, tgt, tgt_len = (t.to(device) for t in (src, src_len, tgt, tgt_len))
             logits = model(src, shift_right(tgt, bos), src_len)
             loss = masked_ce_loss(logits, tgt, tgt_len)  # mean over the batch's real tokens
@@ -224,6 +257,9 @@ def train_seq2seq(
             optimizer.step()
             tokens = int(tgt_len.sum())
             total, count = total + loss.item() * tokens, count + tokens  # epoch mean per token
+            if bar is not None and (step % 10 == 0 or step == steps_per_epoch):
+                bar.update(epoch * steps_per_epoch + step, f"batches, epoch {epoch + 1}/{num_epochs}, "
+                           f"loss {total / count:.3f}", epoch_end=step == steps_per_epoch)
         losses.append(total / count)
         if curve is not None:
             curve.update(losses[-1])

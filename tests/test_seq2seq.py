@@ -205,3 +205,14 @@ def test_evaluate_bleu_is_bleu_of_the_outputs(trained):
 def test_encoder_rejects_bad_input():
     with pytest.raises(ValueError, match=r"token indices of shape \(B, Ts\)"):
         Seq2SeqEncoder(10, 4, 8, 1)(torch.zeros(2, 3, 4, dtype=torch.long))
+
+
+def test_training_reports_progress(capsys):
+    corpus = load_corpus(num_sentences=300, seed=2)
+    model = EncoderDecoder(Seq2SeqEncoder(len(corpus.src_vocab), 8, 16, 1), Seq2SeqDecoder(len(corpus.tgt_vocab), 8, 16, 1))
+    losses = train_seq2seq(model, corpus.loader("train", 64), corpus.tgt_vocab, 2, title="demo")
+    out = capsys.readouterr().out.splitlines()
+    steps = len(corpus.loader("train", 64))
+    assert out[0].startswith("demo: [") and f"{steps}/{2 * steps} batches, epoch 1/2" in out[0]
+    assert f"{2 * steps}/{2 * steps} batches, epoch 2/2" in out[1] and "#" * 30 in out[1]
+    assert out[2].startswith("demo: 2 epochs in") and len(losses) == 2
