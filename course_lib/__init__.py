@@ -11,6 +11,8 @@ module                      chapter
 ``course_lib.masking``      2. masked softmax and mask helpers
 ``course_lib.attention_scoring``  2. additive and scaled dot-product attention
 ``course_lib.benchmark``    2. timing and peak memory of attention
+``course_lib.multihead_attention``  4. multi-head and local-window self-attention
+``course_lib.positional_encoding``  4. sinusoidal and learned positional encodings
 ==========================  ===========================================
 """
 
@@ -29,6 +31,20 @@ from course_lib.kernel_regression import (
     gaussian_kernel,
     nadaraya_watson,
 )
+from course_lib.multihead_attention import (
+    MultiHeadAttention,
+    local_attention,
+    merge_heads,
+    split_heads,
+    transpose_output,
+    transpose_qkv,
+)
+from course_lib.positional_encoding import (
+    LearnedPositionalEmbedding,
+    PositionalEncoding,
+    relative_position_map,
+    sinusoidal_encoding,
+)
 from course_lib.masking import causal_mask, local_window_mask, masked_softmax, padding_mask
 from course_lib.plotting import plot, show_heatmaps
 from course_lib.utils import REQUIRE_CUDA_ENV, set_seed, try_gpu
@@ -44,6 +60,16 @@ __all__ = [
     "local_window_mask",
     "masked_softmax",
     "padding_mask",
+    "LearnedPositionalEmbedding",
+    "MultiHeadAttention",
+    "PositionalEncoding",
+    "local_attention",
+    "merge_heads",
+    "relative_position_map",
+    "sinusoidal_encoding",
+    "split_heads",
+    "transpose_output",
+    "transpose_qkv",
     "KERNELS",
     "NWKernelRegression",
     "REQUIRE_CUDA_ENV",

@@ -1,0 +1,207 @@
+"""Chapter 4: multi-head (self-)attention and local-window attention.
+
+Shape legend: B batch, Tq queries, Tk keys (and values), D model size (``num_hiddens``),
+H heads, Dh = D / H the size of one head, W = 2 * window + 1 keys per query in local
+attention.
+
+Multi-head attention (equations 4.3 and 4.4 of the chapter): project queries, keys and
+values with ``W_q``, ``W_k``, ``W_v`` (each D -> D), cut each projection into H heads of
+size Dh, run scaled dot-product attention in every head independently, concatenate the
+H outputs and mix them with ``W_o`` (D -> D). Self-attention is the special case in
+which queries, keys and values are the same sequence.
+
+Two implementations with the same parameters and the same results, chosen by ``impl``:
+
+* ``"manual"``, the teaching path: the heads are reshaped into the batch axis,
+  (B, T, D) -> (B * H, T, Dh), so that one ordinary batched attention computes all heads
+  at once (the chapter's "parallel implementation"); the weights are kept for plots;
+* ``"sdpa"``, the fast path: the heads stay a separate axis (B, H, T, Dh) and PyTorch's
+  fused kernel ``torch.nn.functional.scaled_dot_product_attention`` does the rest,
+  never storing the (B, H, Tq, Tk) weights.
+
+Constructor arguments and parameter names follow d2l 1.0.3's ``MultiHeadAttention``, so
+its state dict loads into ours with ``strict=True`` (and the reverse) and gives the same
+outputs; tests/test_multihead_attention.py also checks the results against
+``torch.nn.MultiheadAttention`` with copied weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from course_lib.attention_scoring import DotProductAttention, _check_impl, _check_qkv
+from course_lib.masking import combine_masks
+
+
+def _check_heads(num_hiddens: int, num_heads: int) -> None:
+    if not isinstance(num_hiddens, int) or not isinstance(num_heads, int) or num_hiddens <= 0 or num_heads <= 0:
+        raise ValueError(f"num_hiddens and num_heads must be positive ints, got {num_hiddens!r} and {num_heads!r}")
+    if num_hiddens % num_heads:
+        divisors = [h for h in range(1, num_hiddens + 1) if num_hiddens % h == 0]
+        raise ValueError(
+            f"num_heads must divide num_hiddens (each head gets num_hiddens / num_heads features), "
+            f"got num_hiddens={num_hiddens} and num_heads={num_heads}; head counts that work: {divisors}"
+        )
+
+
+def split_heads(X: Tensor, num_heads: int) -> Tensor:
+    """(B, T, D) -> (B, H, T, Dh): feature block h (columns h*Dh .. (h+1)*Dh - 1) becomes head h."""
+    if X.dim() != 3:
+        raise ValueError(f"split_heads expects (B, T, D), got shape {tuple(X.shape)}")
+    _check_heads(X.shape[-1], num_heads)
+    B, T, D = X.shape
+    return X.reshape(B, T, num_heads, D // num_heads).transpose(1, 2)  # (B, T, H, Dh) -> (B, H, T, Dh)
+
+
+def merge_heads(X: Tensor) -> Tensor:
+    """(B, H, T, Dh) -> (B, T, H * Dh): the inverse of :func:`split_heads` (concatenate the heads)."""
+    if X.dim() != 4:
+        raise ValueError(f"merge_heads expects (B, H, T, Dh), got shape {tuple(X.shape)}")
+    B, H, T, Dh = X.shape
+    return X.transpose(1, 2).reshape(B, T, H * Dh)  # (B, T, H, Dh) -> (B, T, D)
+
+
+def transpose_qkv(X: Tensor, num_heads: int) -> Tensor:
+    """(B, T, D) -> (B * H, T, Dh): the heads moved into the batch axis (d2l's name).
+
+    Row ``b * H + h`` of the result is head h of sequence b.
+    """
+    heads = split_heads(X, num_heads)  # (B, H, T, Dh)
+    return heads.reshape(-1, heads.shape[2], heads.shape[3])  # (B * H, T, Dh)
+
+
+def transpose_output(X: Tensor, num_heads: int) -> Tensor:
+    """(B * H, T, Dh) -> (B, T, D): the inverse of :func:`transpose_qkv` (d2l's name)."""
+    if X.dim() != 3 or X.shape[0] % num_heads:
+        raise ValueError(f"transpose_output expects (B * {num_heads}, T, Dh), got shape {tuple(X.shape)}")
+    return merge_heads(X.reshape(-1, num_heads, X.shape[1], X.shape[2]))  # (B, H, T, Dh) -> (B, T, D)
+
+
+def _linear(in_features: int | None, out_features: int, bias: bool) -> nn.Module:
+    return nn.Linear(in_features, out_features, bias=bias) if in_features else nn.LazyLinear(out_features, bias=bias)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention (equations 4.3-4.4): H heads of scaled dot-product attention.
+
+    ``MultiHeadAttention(num_hiddens, num_heads, dropout, bias=False)`` as in d2l 1.0.3:
+    ``W_q``, ``W_k``, ``W_v`` and ``W_o`` map to ``num_hiddens`` features. As in d2l,
+    the first three learn their input sizes on the first call (lazy layers) unless
+    ``query_size``, ``key_size`` and ``value_size`` are given. ``num_heads`` must divide
+    ``num_hiddens``.
+
+    Forward ``(queries (B, Tq, Dq), keys (B, Tk, Dk), values (B, Tk, Dv), valid_lens=None,
+    attn_mask=None) -> (B, Tq, D)``. ``valid_lens`` is None, (B,) or (B, Tq) as in
+    chapter 2 (the same lengths for every head); ``attn_mask`` is boolean, broadcastable
+    to (B, Tq, Tk), True = may attend (e.g. :func:`course_lib.causal_mask` or
+    :func:`course_lib.local_window_mask`).
+
+    ``impl="manual"`` keeps the weights of the last call in ``attention_weights``
+    (B, H, Tq, Tk); ``impl="sdpa"`` uses PyTorch's fused kernel. Switch with
+    ``module.impl = "sdpa"``: the parameters are the same.
+    """
+
+    def __init__(
+        self,
+        num_hiddens: int,
+        num_heads: int,
+        dropout: float,
+        bias: bool = False,
+        impl: str = "manual",
+        query_size: int | None = None,
+        key_size: int | None = None,
+        value_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        _check_heads(num_hiddens, num_heads)
+        self.num_hiddens, self.num_heads = num_hiddens, num_heads
+        self.impl = _check_impl(impl)
+        self.attention = DotProductAttention(dropout)  # the teaching path's per-head attention
+        self.W_q = _linear(query_size, num_hiddens, bias)
+        self.W_k = _linear(key_size, num_hiddens, bias)
+        self.W_v = _linear(value_size, num_hiddens, bias)
+        self.W_o = nn.Linear(num_hiddens, num_hiddens, bias=bias)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "impl":
+            _check_impl(value)  # type: ignore[arg-type]
+        super().__setattr__(name, value)
+
+    @property
+    def attention_weights(self) -> Tensor:
+        """Weights (B, H, Tq, Tk) of the last forward call; teaching path only."""
+        if self.impl != "manual":
+            raise RuntimeError(
+                f"impl={self.impl!r} calls PyTorch's fused kernel, which never forms the attention weights; "
+                "set impl='manual' (same parameters, same outputs) to get them"
+            )
+        weights = self.attention.attention_weights  # (B * H, Tq, Tk)
+        return weights.reshape(-1, self.num_heads, weights.shape[1], weights.shape[2])  # (B, H, Tq, Tk)
+
+    def forward(
+        self,
+        queries: Tensor,
+        keys: Tensor,
+        values: Tensor,
+        valid_lens: Tensor | None = None,
+        attn_mask: Tensor | None = None,
+    ) -> Tensor:
+        _check_qkv(queries, keys, values, same_size=False)
+        H = self.num_heads
+        q, k, v = self.W_q(queries), self.W_k(keys), self.W_v(values)  # (B, Tq, D), (B, Tk, D), (B, Tk, D)
+        B, Tq, Tk = q.shape[0], q.shape[1], k.shape[1]
+        mask = combine_masks(torch.Size((B, Tq, Tk)), valid_lens, attn_mask)  # (B, Tq or 1, Tk) bool, or None
+        if mask is not None:  # give it its batch axis: (B, Tq or 1, Tk)
+            mask = mask.expand(torch.broadcast_shapes(mask.shape, (B, 1, 1)))
+        if self.impl == "sdpa":
+            p = self.attention.dropout.p if self.training else 0.0
+            out = F.scaled_dot_product_attention(
+                split_heads(q, H),  # (B, H, Tq, Dh)
+                split_heads(k, H),  # (B, H, Tk, Dh)
+                split_heads(v, H),  # (B, H, Tk, Dh)
+                attn_mask=None if mask is None else mask.unsqueeze(1),  # (B, 1, Tq or 1, Tk): same for every head
+                dropout_p=p,
+            )  # (B, H, Tq, Dh)
+            return self.W_o(merge_heads(out))  # (B, Tq, D)
+        if mask is not None:
+            mask = mask.repeat_interleave(H, dim=0)  # (B * H, Tq or 1, Tk): row b * H + h is head h of sequence b
+        out = self.attention(transpose_qkv(q, H), transpose_qkv(k, H), transpose_qkv(v, H), attn_mask=mask)
+        return self.W_o(transpose_output(out, H))  # (B * H, Tq, Dh) -> (B, Tq, D) -> (B, Tq, D)
+
+
+def local_attention(queries: Tensor, keys: Tensor, values: Tensor, window: int) -> Tensor:
+    """Self-attention restricted to a window, computed in O(T * W) instead of O(T^2).
+
+    Query i attends only to keys i - window .. i + window (those that exist), which is
+    the same result as full dot-product attention with
+    ``local_window_mask(T, T, window)``; but instead of computing all T x T scores and
+    masking most of them, only the W = 2 * window + 1 scores per query are computed.
+
+    Args: queries, keys (..., T, D) and values (..., T, Dv), with any leading axes
+    (e.g. (B, T, D) or (B, H, T, Dh)) and the same T. Returns (..., T, Dv).
+    """
+    if not isinstance(window, int) or window < 0:
+        raise ValueError(f"window must be an int >= 0, got {window!r}")
+    if queries.dim() < 2 or queries.shape[:-1] != keys.shape[:-1] or keys.shape[:-1] != values.shape[:-1]:
+        raise ValueError(
+            "local_attention needs queries, keys and values of shapes (..., T, D), (..., T, D), (..., T, Dv) "
+            f"with the same leading axes and T; got {tuple(queries.shape)}, {tuple(keys.shape)}, {tuple(values.shape)}"
+        )
+    if queries.shape[-1] != keys.shape[-1]:
+        raise ValueError(f"queries and keys need the same size D, got {queries.shape[-1]} and {keys.shape[-1]}")
+    T, D, W = queries.shape[-2], queries.shape[-1], 2 * window + 1
+
+    def neighbours(X: Tensor) -> Tensor:  # (..., T, E) -> (..., T, W, E): row i holds positions i-window..i+window
+        padded = F.pad(X, (0, 0, window, window))  # (..., T + 2 * window, E), zeros outside the sequence
+        return padded.unfold(-2, W, 1).transpose(-1, -2)  # (..., T, E, W) -> (..., T, W, E), a view
+
+    scores = (neighbours(keys) @ queries.unsqueeze(-1)).squeeze(-1) / math.sqrt(D)  # (..., T, W, D) @ (..., T, D, 1) -> (..., T, W)
+    offsets = torch.arange(-window, window + 1, device=queries.device)  # (W,)
+    position = torch.arange(T, device=queries.device).unsqueeze(1) + offsets  # (T, W): the key each slot holds
+    exists = (position >= 0) & (position < T)  # (T, W): False for the zero padding
+    weights = torch.softmax(scores.masked_fill(~exists, torch.finfo(scores.dtype).min), dim=-1)  # (..., T, W)
+    return (weights.unsqueeze(-2) @ neighbours(values)).squeeze(-2)  # (..., T, 1, W) @ (..., T, W, Dv) -> (..., T, Dv)
