@@ -17,7 +17,8 @@ def test_pages_exist(built_book):
 
 
 @pytest.mark.parametrize(
-    "chapter", ["chapter_01_attention_pooling", "chapter_02_attention_scoring", "chapter_03_seq2seq_attention"]
+    "chapter", ["chapter_01_attention_pooling", "chapter_02_attention_scoring", "chapter_03_seq2seq_attention",
+     "chapter_04_self_attention"]
 )
 def test_notebook_pages_have_a_colab_button_to_their_notebook(built_book, chapter):
     html = (built_book / "book" / f"{chapter}.html").read_text()

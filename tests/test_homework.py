@@ -42,6 +42,13 @@ WRONG_ANSWERS = {
         "scaled dot-product attention divides the scores by sqrt(H)",
         (),
     ),
+    "hw04_self_attention": (
+        "heads_to_batch",
+        "X = X.permute(0, 2, 1, 3)",  # reshape without moving the head axis: heads get mixed-up features
+        "q1",
+        "row b * num_heads + i must hold head i of sequence b",
+        ("q2",),  # multihead_self_attention calls heads_to_batch
+    ),
 }
 
 
