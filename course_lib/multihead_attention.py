@@ -4,7 +4,7 @@ Shape legend: B batch, Tq queries, Tk keys (and values), D model size (``num_hid
 H heads, Dh = D / H the size of one head, W = 2 * window + 1 keys per query in local
 attention.
 
-Multi-head attention (equations 4.3 and 4.4 of the chapter): project queries, keys and
+Multi-head attention (equations 4.2 and 4.3 of the chapter): project queries, keys and
 values with ``W_q``, ``W_k``, ``W_v`` (each D -> D), cut each projection into H heads of
 size Dh, run scaled dot-product attention in every head independently, concatenate the
 H outputs and mix them with ``W_o`` (D -> D). Self-attention is the special case in
@@ -86,7 +86,7 @@ def _linear(in_features: int | None, out_features: int, bias: bool) -> nn.Module
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention (equations 4.3-4.4): H heads of scaled dot-product attention.
+    """Multi-head attention (equations 4.2-4.3): H heads of scaled dot-product attention.
 
     ``MultiHeadAttention(num_hiddens, num_heads, dropout, bias=False)`` as in d2l 1.0.3:
     ``W_q``, ``W_k``, ``W_v`` and ``W_o`` map to ``num_hiddens`` features. As in d2l,

@@ -4,7 +4,7 @@ Shape legend: B batch, T positions, D model size (``num_hiddens``), L ``max_len`
 
 Self-attention treats its input as a set: permute the input vectors and the outputs are
 permuted the same way. Adding a vector that depends on the position breaks that
-symmetry. The sinusoidal encoding (equation 4.6 of the chapter, from Vaswani et al.
+symmetry. The sinusoidal encoding (equation 4.4 of the chapter, from Vaswani et al.
 2017) is, for position ``pos`` and ``i = 0 .. D/2 - 1``::
 
     P[pos, 2i]     = sin(pos / 10000 ** (2i / D))
@@ -36,7 +36,7 @@ def frequencies(num_hiddens: int) -> Tensor:
 
 
 def sinusoidal_encoding(max_len: int, num_hiddens: int) -> Tensor:
-    """The matrix P (L, D) of equation 4.6: row ``pos`` is the encoding of position ``pos``."""
+    """The matrix P (L, D) of equation 4.4: row ``pos`` is the encoding of position ``pos``."""
     _check_sizes(num_hiddens, max_len)
     angles = torch.arange(max_len, dtype=torch.float64).unsqueeze(1) * frequencies(num_hiddens)  # (L, D/2)
     P = torch.empty(max_len, num_hiddens, dtype=torch.float64)
