@@ -90,6 +90,27 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def round_robin(calls, device, rounds, warmup=True):
+    """Median seconds of each zero-argument call in ``calls`` (name -> callable).
+
+    One run of each per round, the order rotated every round so that no call always
+    runs first or last on a noisy machine.
+    """
+    if warmup:
+        for call in calls.values():
+            call()
+    times = {name: [] for name in calls}
+    names = list(calls)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            sync(device)
+            start = time.perf_counter()
+            calls[name]()
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def bench_config(d2l, B, T, D, masked, device, rounds):
     q, k, v, vl = make_inputs(B, T, D, device)
     vl = vl if masked else None
@@ -102,19 +123,8 @@ def bench_config(d2l, B, T, D, masked, device, rounds):
     if T > 256:  # additive attention builds a (B, T, T, D) tensor: skip it where that is huge
         fns.pop("ours_additive")
         fns.pop("d2l_additive")
-    times = {name: [] for name in fns}
-    for name, fn in fns.items():  # warm up
-        fwd_bwd(fn, q, k, v, vl, grad)
-    names = list(fns)
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate: no fixed position in a round
-            fn = fns[name]
-            sync(device)
-            start = time.perf_counter()
-            fwd_bwd(fn, q, k, v, vl, grad)
-            sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    calls = {name: (lambda fn=fn: fwd_bwd(fn, q, k, v, vl, grad)) for name, fn in fns.items()}
+    return round_robin(calls, device, rounds)
 
 
 def main() -> None:

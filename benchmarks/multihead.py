@@ -28,7 +28,6 @@ import csv
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -39,7 +38,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import course_lib  # noqa: E402
-from attention import make_inputs, sync  # noqa: E402
+from attention import make_inputs, round_robin  # noqa: E402
 from d2l_oracle import load_d2l  # noqa: E402
 
 CONFIGS = [(8, 128, 256, 8), (32, 64, 128, 4), (4, 512, 256, 8), (2, 1024, 512, 8)]  # B, T, D, H
@@ -79,17 +78,12 @@ def bench_mha(d2l, B, T, D, H, masked, device, rounds):
     outs = {name: fn(x, vl) for name, fn in fns.items()}
     for name, out in outs.items():  # the same weights must give the same result
         torch.testing.assert_close(out, outs["torch_mha"], atol=1e-4, rtol=1e-4, msg=f"{name} differs")
-    times = {name: [] for name in fns}
-    names = list(fns)
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
-            x.grad = None
-            sync(device)
-            start = time.perf_counter()
-            fns[name](x, vl).backward(grad)
-            sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+    def fwd_bwd(fn):
+        x.grad = None
+        fn(x, vl).backward(grad)
+
+    seconds = round_robin({name: (lambda fn=fn: fwd_bwd(fn)) for name, fn in fns.items()}, device, rounds)
+    return {name: s * 1e3 for name, s in seconds.items()}
 
 
 def bench_local(T, window, device, rounds, D=64):
@@ -101,19 +95,9 @@ def bench_local(T, window, device, rounds, D=64):
         "full+window mask": lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask),
         "local_attention": lambda: course_lib.local_attention(q, k, v, window),
     }
-    times = {name: [] for name in fns}
     with torch.no_grad():
-        for fn in fns.values():
-            fn()
-        names = list(fns)
-        for r in range(rounds):
-            for name in names[r % len(names):] + names[: r % len(names)]:
-                sync(device)
-                start = time.perf_counter()
-                fns[name]()
-                sync(device)
-                times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+        seconds = round_robin(fns, device, rounds)
+    return {name: s * 1e3 for name, s in seconds.items()}
 
 
 def main() -> None:
