@@ -12,6 +12,11 @@ Masked scores are replaced by the dtype's most negative number, never by a magic
 constant such as -1e6 (which is not even representable in float16). A row in which
 every key is masked has no meaningful softmax; on purpose, its weights are all zero
 (so its attention output is zero), the same as PyTorch's fused kernel returns.
+
+Inputs are checked cheaply: types, dtypes and shapes always; the values of
+``valid_lens`` (whole numbers between 0 and the number of keys) only for CPU tensors
+outside ``torch.compile``, because reading them back from a GPU would stall every
+forward call (see :func:`host_checks_allowed`).
 """
 
 from __future__ import annotations
@@ -20,13 +25,29 @@ import torch
 from torch import Tensor
 
 
+def host_checks_allowed(t: Tensor) -> bool:
+    """Whether value checks that read a tensor back to Python are cheap for ``t``.
+
+    Checks such as ``bool((lens < 0).any())`` copy a result from the device to the host
+    and wait for it: on a GPU that stalls every forward call, and under
+    ``torch.compile`` it breaks the graph. So the course checks shapes and dtypes
+    always, but values only for CPU tensors outside ``torch.compile``.
+    """
+    return t.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
 def _check_valid_lens(valid_lens: Tensor, batch: int, num_queries: int, num_keys: int) -> Tensor:
-    """Validate valid_lens and return it as (B, Tq)."""
+    """Validate valid_lens and return it as (B, Tq).
+
+    Type, dtype and shape are always checked. The values (whole numbers in
+    [0, num_keys]) are checked only on the CPU and outside ``torch.compile`` (see
+    :func:`host_checks_allowed`); on a GPU, out-of-range lengths simply clip (a length
+    above num_keys keeps every key, a negative one masks them all).
+    """
     if not isinstance(valid_lens, Tensor):
         raise ValueError(f"valid_lens must be a tensor or None, got {type(valid_lens).__name__}")
-    if valid_lens.dtype.is_floating_point or valid_lens.dtype == torch.bool:
-        if valid_lens.dtype == torch.bool or not bool((valid_lens == valid_lens.round()).all()):
-            raise ValueError(f"valid_lens must hold whole numbers, got dtype {valid_lens.dtype}")
+    if valid_lens.dtype == torch.bool or valid_lens.dtype.is_complex:
+        raise ValueError(f"valid_lens must hold whole numbers, got dtype {valid_lens.dtype}")
     if valid_lens.dim() == 1:
         if valid_lens.shape[0] != batch:
             raise ValueError(f"valid_lens of shape (B,) must have B = {batch} entries, got {tuple(valid_lens.shape)}")
@@ -38,20 +59,34 @@ def _check_valid_lens(valid_lens: Tensor, batch: int, num_queries: int, num_keys
             )
     else:
         raise ValueError(f"valid_lens must be (B,) or (B, Tq), got shape {tuple(valid_lens.shape)}")
-    if valid_lens.numel() and (bool((valid_lens < 0).any()) or bool((valid_lens > num_keys).any())):
-        raise ValueError(
-            f"valid_lens must lie in [0, {num_keys}] (the number of keys); "
-            f"got values from {int(valid_lens.min())} to {int(valid_lens.max())}"
-        )
+    if valid_lens.numel() and host_checks_allowed(valid_lens):
+        if valid_lens.dtype.is_floating_point and not bool((valid_lens == valid_lens.round()).all()):
+            raise ValueError(f"valid_lens must hold whole numbers, got dtype {valid_lens.dtype}")
+        if bool((valid_lens < 0).any()) or bool((valid_lens > num_keys).any()):
+            raise ValueError(
+                f"valid_lens must lie in [0, {num_keys}] (the number of keys); "
+                f"got values from {int(valid_lens.min())} to {int(valid_lens.max())}"
+            )
     return valid_lens
+
+
+def _length_mask(valid_lens: Tensor, batch: int, num_queries: int, num_keys: int, per_query: bool) -> Tensor:
+    """Validated boolean mask from valid lengths: True for the first valid_len keys.
+
+    (B, Tq, Tk) if ``per_query``; with per-sequence lengths (B,) and ``per_query=False``
+    it is (B, 1, Tk), which broadcasts over the queries and costs Tq times less.
+    """
+    lens = _check_valid_lens(valid_lens, batch, num_queries, num_keys)  # (B, Tq)
+    if valid_lens.dim() == 1 and not per_query:  # the same for every query
+        lens = lens[:, :1]  # (B, 1)
+    positions = torch.arange(num_keys, device=lens.device)  # (Tk,)
+    return positions.view(1, 1, -1) < lens.unsqueeze(-1)  # (B, Tq or 1, Tk)
 
 
 def padding_mask(valid_lens: Tensor, num_queries: int, num_keys: int) -> Tensor:
     """Boolean mask (B, Tq, Tk) from valid lengths (B,) or (B, Tq): True for the first valid_len keys."""
     batch = valid_lens.shape[0] if isinstance(valid_lens, Tensor) and valid_lens.dim() > 0 else -1
-    lens = _check_valid_lens(valid_lens, batch, num_queries, num_keys)  # (B, Tq)
-    positions = torch.arange(num_keys, device=lens.device)  # (Tk,)
-    return positions.view(1, 1, -1) < lens.unsqueeze(-1)  # (B, Tq, Tk)
+    return _length_mask(valid_lens, batch, num_queries, num_keys, per_query=True)  # (B, Tq, Tk)
 
 
 def causal_mask(num_queries: int, num_keys: int | None = None, device: torch.device | str | None = None) -> Tensor:
@@ -88,11 +123,7 @@ def combine_masks(scores_shape: torch.Size, valid_lens: Tensor | None, attn_mask
     batch, num_queries, num_keys = scores_shape[0], scores_shape[-2], scores_shape[-1]
     mask = None
     if valid_lens is not None:
-        lens = _check_valid_lens(valid_lens, batch, num_queries, num_keys)  # (B, Tq)
-        if valid_lens.dim() == 1:  # the same for every query: a (B, 1, Tk) mask broadcasts
-            lens = lens[:, :1]
-        positions = torch.arange(num_keys, device=lens.device)
-        mask = positions.view(1, 1, -1) < lens.unsqueeze(-1)  # (B, Tq or 1, Tk)
+        mask = _length_mask(valid_lens, batch, num_queries, num_keys, per_query=False)  # (B, Tq or 1, Tk)
     if attn_mask is not None:
         if attn_mask.dtype != torch.bool:
             raise ValueError(f"attn_mask must be boolean (True = may attend), got dtype {attn_mask.dtype}")

@@ -97,3 +97,48 @@ def test_bad_scores_and_masks_raise_clear_errors(scores):
         causal_mask(4, 3)
     with pytest.raises(ValueError, match="window must be >= 0"):
         local_window_mask(3, 3, -1)
+
+
+def test_padding_mask_and_combine_masks_share_one_length_mask(monkeypatch):
+    """Both build the length mask through one helper, so they cannot drift apart."""
+    from course_lib import masking
+
+    calls = []
+    real = masking._length_mask
+    monkeypatch.setattr(masking, "_length_mask", lambda *a, **k: calls.append(a) or real(*a, **k))
+    lens = torch.tensor([1, 3])
+    full = masking.padding_mask(lens, 2, 4)  # (B, Tq, Tk)
+    compact = masking.combine_masks(torch.Size((2, 2, 4)), lens, None)  # (B, 1, Tk)
+    assert len(calls) == 2
+    assert compact.shape == (2, 1, 4) and torch.equal(compact.expand(2, 2, 4), full)
+    per_query = torch.tensor([[0, 4], [2, 3]])
+    assert torch.equal(masking.combine_masks(torch.Size((2, 2, 4)), per_query, None), masking.padding_mask(per_query, 2, 4))
+
+
+def test_float_whole_lengths_are_accepted(scores):
+    torch.testing.assert_close(masked_softmax(scores, torch.tensor([2.0, 5.0])), masked_softmax(scores, torch.tensor([2, 5])))
+    with pytest.raises(ValueError, match="whole numbers"):
+        masked_softmax(scores, torch.tensor([True, False]))
+
+
+def test_no_host_synchronisation_off_the_cpu():
+    """On a non-CPU device the values are not read back: meta tensors have none to read."""
+    scores = torch.empty(2, 3, 5, device="meta")
+    w = masked_softmax(scores, torch.empty(2, dtype=torch.long, device="meta"))
+    assert w.shape == (2, 3, 5) and w.device.type == "meta"
+    mask = padding_mask(torch.empty(2, 3, dtype=torch.long, device="meta"), 3, 5)
+    assert mask.shape == (2, 3, 5) and mask.dtype == torch.bool
+    with pytest.raises(ValueError, match=r"valid_lens of shape \(B,\) must have B = 2"):  # shapes: always
+        masked_softmax(scores, torch.empty(3, dtype=torch.long, device="meta"))
+
+
+def test_no_host_synchronisation_under_torch_compile(scores, monkeypatch):
+    def no_sync(*args):
+        raise AssertionError("host synchronisation")
+
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    for method in ("__bool__", "item", "__int__", "__float__"):
+        monkeypatch.setattr(torch.Tensor, method, no_sync)
+    w = masked_softmax(scores, torch.tensor([[1, 3, 9], [2, 4, 4]]))  # 9 > Tk is not checked here
+    monkeypatch.undo()
+    assert w[0, 2].sum().item() == pytest.approx(1.0)  # a length above Tk keeps every key
