@@ -21,6 +21,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from course_lib.masking import host_checks_allowed
+
 Kernel = Callable[[Tensor], Tensor]
 
 
@@ -92,6 +94,44 @@ def _check_inputs(queries: Tensor, keys: Tensor, values: Tensor) -> tuple[Tensor
     return keys, values
 
 
+def _pool(
+    u: Tensor, values: Tensor, name: str, kernel_fn: Kernel, width: Callable[[], str]
+) -> tuple[Tensor, Tensor]:
+    """Weights from the scaled differences u (Q, K) and the pooled values.
+
+    ``width()`` describes the kernel's width for the warning about empty queries; it is
+    called only when that warning is issued.
+    """
+    empty = None  # (Q,) queries with no key in the kernel's support
+    if kernel_fn is gaussian_kernel:  # by the function, however it was named or passed
+        weights = torch.softmax(-(u**2) / 2, dim=1)  # (Q, K), exact and overflow-free
+    else:
+        k = kernel_fn(u)  # (Q, K)
+        if k.shape != u.shape:
+            raise ValueError(f"kernel {name!r} returned shape {tuple(k.shape)} for input {tuple(u.shape)}")
+        checks = host_checks_allowed(k)
+        if checks and bool((k < 0).any()):
+            raise ValueError(f"kernel {name!r} returned negative values; kernels must be non-negative")
+        total = k.sum(dim=1, keepdim=True)  # (Q, 1)
+        empty = total.squeeze(1) == 0  # (Q,)
+        if checks and bool(empty.any()):
+            warnings.warn(
+                f"{int(empty.sum())} of {len(u)} queries have no key inside the {name} "
+                f"kernel's support ({width()}); their predictions are NaN",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        weights = k / torch.where(total == 0, torch.ones_like(total), total)  # (Q, K)
+    if values.dim() == 2:
+        preds = (weights * values).sum(dim=1)  # (Q,)
+    else:
+        preds = torch.einsum("qk,qkd->qd", weights, values)  # (Q, Dv)
+    if empty is not None:  # no host sync: torch.where is cheap where nothing is empty
+        mask = empty.view(-1, *([1] * (preds.dim() - 1)))  # (Q,) or (Q, 1)
+        preds = torch.where(mask, torch.full_like(preds, math.nan), preds)
+    return preds, weights
+
+
 def nadaraya_watson(
     queries: Tensor,
     keys: Tensor,
@@ -106,7 +146,9 @@ def nadaraya_watson(
         keys: (K,) training inputs shared by all queries, or (Q, K) a set per query.
         values: (K,) or (K, Dv) training targets; (Q, K) or (Q, K, Dv) with per-query keys.
         kernel: a name from :data:`KERNELS` or a callable applied elementwise to
-            ``(q - k) / bandwidth``.
+            ``(q - k) / bandwidth``. The Gaussian kernel, by name or as the function
+            :func:`gaussian_kernel` itself, is computed as a softmax, which stays exact
+            for tiny widths where ``exp`` underflows to zero for every key.
         bandwidth: the kernel's width h > 0 (a float or a scalar tensor, which may
             require grad).
 
@@ -118,48 +160,35 @@ def nadaraya_watson(
     kernel narrower than the gap to the nearest key) has no defined estimate: its
     weights are all zero, its prediction is NaN, and a ``RuntimeWarning`` says how
     many queries were affected.
+
+    Shapes and types are always checked. Checks that read values back to Python (a
+    tensor bandwidth > 0, a custom kernel's values >= 0, the warning about empty
+    queries) run only on the CPU and outside ``torch.compile``, so that a GPU forward
+    pass never waits for the host; on a GPU the NaN predictions still appear.
     """
     name, kernel_fn = _resolve_kernel(kernel)
     keys, values = _check_inputs(queries, keys, values)
-    bw = torch.as_tensor(bandwidth, dtype=queries.dtype, device=queries.device)
-    if bw.numel() != 1 or not bool(bw > 0):
+    if isinstance(bandwidth, Tensor):
+        if bandwidth.numel() != 1:
+            raise ValueError(f"bandwidth must be a single positive number, got shape {tuple(bandwidth.shape)}")
+        if host_checks_allowed(bandwidth) and not bool(bandwidth > 0):
+            raise ValueError(f"bandwidth must be a single positive number, got {bandwidth!r}")
+    elif not bandwidth > 0:  # a Python number: checking it costs nothing (and catches NaN)
         raise ValueError(f"bandwidth must be a single positive number, got {bandwidth!r}")
+    bw = torch.as_tensor(bandwidth, dtype=queries.dtype, device=queries.device).reshape(())
     u = (queries.unsqueeze(1) - keys) / bw  # (Q, K)
-    empty = None  # (Q,) queries with no key in the kernel's support
-    if name == "gaussian" and kernel_fn is gaussian_kernel:
-        weights = torch.softmax(-(u**2) / 2, dim=1)  # (Q, K), exact and overflow-free
-    else:
-        k = kernel_fn(u)  # (Q, K)
-        if k.shape != u.shape:
-            raise ValueError(f"kernel {name!r} returned shape {tuple(k.shape)} for input {tuple(u.shape)}")
-        if bool((k < 0).any()):
-            raise ValueError(f"kernel {name!r} returned negative values; kernels must be non-negative")
-        total = k.sum(dim=1, keepdim=True)  # (Q, 1)
-        empty = total.squeeze(1) == 0  # (Q,)
-        if bool(empty.any()):
-            warnings.warn(
-                f"{int(empty.sum())} of {len(queries)} queries have no key inside the {name} "
-                f"kernel's support (bandwidth {float(bw):.3g}); their predictions are NaN",
-                RuntimeWarning,
-                stacklevel=2,
-            )
-        weights = k / torch.where(total == 0, torch.ones_like(total), total)  # (Q, K)
-    if values.dim() == 2:
-        preds = (weights * values).sum(dim=1)  # (Q,)
-    else:
-        preds = torch.einsum("qk,qkd->qd", weights, values)  # (Q, Dv)
-    if empty is not None and bool(empty.any()):
-        mask = empty.view(-1, *([1] * (preds.dim() - 1)))  # (Q,) or (Q, 1)
-        preds = torch.where(mask, torch.full_like(preds, math.nan), preds)
-    return preds, weights
+    return _pool(u, values, name, kernel_fn, lambda: f"bandwidth {float(bw):.3g}")
 
 
 class NWKernelRegression(nn.Module):
     """Parametric Nadaraya–Watson regression with a learnable inverse width ``w``.
 
-    The kernel is applied to ``(q - k) * w``, so the bandwidth is ``h = 1 / |w|``:
-    a larger ``w`` gives sharper, more local attention weights and a wigglier fit.
-    Equation (1.5) of the chapter. The parameter is named ``w`` as in d2l.
+    The kernel is applied to ``(q - k) * w``, exactly as in equation (1.5) of the
+    chapter, so the bandwidth is ``h = 1 / |w|``: a larger ``|w|`` gives sharper, more
+    local attention weights and a wigglier fit. Both allowed kernels are even, so ``w``
+    and ``-w`` give the same weights, and the gradient in ``w`` is defined everywhere,
+    including at ``w = 0``, which means an infinitely wide kernel: every key gets the
+    same weight (average pooling). The parameter is named ``w`` as in d2l.
 
     ``forward(queries, keys, values)`` takes the shapes of :func:`nadaraya_watson`
     and returns predictions (Q,) or (Q, Dv). The weights of the last call are kept in
@@ -181,12 +210,14 @@ class NWKernelRegression(nn.Module):
 
     @property
     def bandwidth(self) -> float:
-        """The current kernel width h = 1 / |w|."""
-        return 1.0 / abs(float(self.w.detach()))
+        """The current kernel width h = 1 / |w|; ``math.inf`` at w = 0 (every key weighs the same)."""
+        w = abs(float(self.w.detach()))
+        return math.inf if w == 0 else 1.0 / w
 
     def forward(self, queries: Tensor, keys: Tensor, values: Tensor) -> Tensor:
-        preds, weights = nadaraya_watson(
-            queries, keys, values, kernel=self.kernel, bandwidth=1 / self.w.abs().squeeze()
-        )
+        name, kernel_fn = _resolve_kernel(self.kernel)
+        keys, values = _check_inputs(queries, keys, values)
+        u = (queries.unsqueeze(1) - keys) * self.w.to(queries.dtype).squeeze()  # (Q, K), equation (1.5)
+        preds, weights = _pool(u, values, name, kernel_fn, lambda: f"w = {float(self.w.detach()):.3g}")
         self.attention_weights = weights.detach()
         return preds

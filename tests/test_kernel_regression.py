@@ -251,3 +251,86 @@ def test_epanechnikov_module_and_errors():
         NWKernelRegression(kernel="boxcar")
     with pytest.raises(ValueError, match="init_w must be positive"):
         NWKernelRegression(init_w=0.0)
+
+
+# --- review fixes -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", gaussian_kernel, KERNELS["gaussian"]])
+def test_gaussian_is_stable_however_it_is_passed(kernel, recwarn):
+    """q = 6 is 60 bandwidths from its nearest key: exp(-u^2 / 2) underflows to 0 for every key."""
+    keys, values = torch.tensor([0.0, 1.0, 3.0]), torch.tensor([1.0, 2.0, 4.0])
+    preds, weights = nadaraya_watson(torch.tensor([6.0]), keys, values, kernel=kernel, bandwidth=0.05)
+    assert preds.tolist() == [4.0]  # all weight on the nearest key, x = 3
+    torch.testing.assert_close(weights, torch.tensor([[0.0, 0.0, 1.0]]))
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+@pytest.mark.parametrize("w", [0.0, 1e-3, -1e-3, -1.7])
+def test_gradient_in_w_near_zero_and_negative(data, w):
+    """Equation (1.5) computes (q - k) * w: finite at w = 0, and even in w."""
+    q, x, y = data
+    net = NWKernelRegression()
+    with torch.no_grad():
+        net.w.fill_(w)
+    loss = ((net(q, x, y) - torch.sin(q)) ** 2).mean()
+    (grad,) = torch.autograd.grad(loss, net.w)
+    assert torch.isfinite(loss) and torch.isfinite(grad).all()
+
+    def loss_at(v):
+        with torch.no_grad():
+            net.w.fill_(v)
+            return ((net(q, x, y) - torch.sin(q)) ** 2).mean().item()
+
+    eps = 1e-6
+    numeric = (loss_at(w + eps) - loss_at(w - eps)) / (2 * eps)
+    assert grad.item() == pytest.approx(numeric, rel=1e-5, abs=1e-9)
+    assert loss_at(w) == pytest.approx(loss_at(-w), rel=1e-12)  # w and -w: the same width
+
+
+def test_w_zero_is_average_pooling_with_infinite_bandwidth(data):
+    q, x, y = data
+    net = NWKernelRegression()
+    with torch.no_grad():
+        net.w.zero_()
+    assert net.bandwidth == math.inf
+    torch.testing.assert_close(net(q, x, y), y.mean().expand(len(q)))
+    with torch.no_grad():
+        net.w.fill_(-4.0)
+    assert net.bandwidth == pytest.approx(0.25)
+
+
+def test_module_computes_scaled_differences_times_w(data, monkeypatch):
+    """The kernel sees (q - k) * w itself, not (q - k) / (1 / |w|)."""
+    q, x, y = data
+    seen = []
+    real = KERNELS["epanechnikov"]
+    monkeypatch.setitem(KERNELS, "epanechnikov", lambda u: seen.append(u) or real(u))
+    net = NWKernelRegression(init_w=3.0, kernel="epanechnikov")
+    net(q, x, y)
+    assert torch.equal(seen[0], (q[:, None] - x[None]) * 3.0)
+
+
+def test_value_checks_do_not_read_back_off_the_cpu(data, monkeypatch):
+    """Under torch.compile (and on a GPU) no check may call bool()/item(); the NaN still appears."""
+    q, x, y = data
+
+    def no_sync(*args):
+        raise AssertionError("host synchronisation")
+
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    for method in ("__bool__", "item", "__int__", "__float__"):
+        monkeypatch.setattr(torch.Tensor, method, no_sync)
+    far = torch.cat([q, torch.tensor([100.0])])
+    preds, _ = nadaraya_watson(far, x, y, kernel="boxcar", bandwidth=torch.tensor(0.5))
+    net = NWKernelRegression(init_w=2.0, kernel="epanechnikov")
+    net(far, x, y)
+    monkeypatch.undo()
+    assert math.isnan(preds[-1]) and not preds[:-1].isnan().any()
+
+
+def test_cpu_value_checks_still_raise():
+    with pytest.raises(ValueError, match="bandwidth must be a single positive"):
+        nadaraya_watson(torch.zeros(2), torch.zeros(3), torch.zeros(3), bandwidth=torch.tensor(-1.0))
+    with pytest.raises(ValueError, match="bandwidth must be a single positive"):
+        nadaraya_watson(torch.zeros(2), torch.zeros(3), torch.zeros(3), bandwidth=float("nan"))
