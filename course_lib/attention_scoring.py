@@ -16,7 +16,9 @@ the same results, chosen explicitly by ``impl``:
   the attention weights are kept for plotting;
 * ``"sdpa"``, the fast path: ``torch.nn.functional.scaled_dot_product_attention``,
   PyTorch's fused kernel, which never stores the (B, Tq, Tk) weights. Asking it for
-  the weights raises an error that says to use ``impl="manual"``.
+  the weights raises an error that says to use ``impl="manual"``. Query rows whose
+  keys are all masked are set to zero after the kernel (see
+  :func:`fused_dot_product_attention`), so both paths agree there on every backend.
 
 Constructor arguments and parameter names follow d2l 1.0.3's classes of the same
 names, so their state dicts load into ours with ``strict=True`` and give the same
@@ -59,6 +61,27 @@ def _check_qkv(queries: Tensor, keys: Tensor, values: Tensor, same_size: bool) -
         )
 
 
+def fused_dot_product_attention(
+    queries: Tensor, keys: Tensor, values: Tensor, attn_mask: Tensor | None = None, dropout_p: float = 0.0
+) -> Tensor:
+    """PyTorch's fused ``scaled_dot_product_attention``, with fully masked query rows set to zero.
+
+    Args: queries (..., Tq, D), keys (..., Tk, D), values (..., Tk, Dv); ``attn_mask``
+    boolean, broadcastable to (..., Tq, Tk), True = may attend. Returns (..., Tq, Dv).
+
+    A query that may attend to no key has no meaningful softmax. The course's
+    convention is an output of zero there; recent PyTorch kernels on the CPU return
+    that, but some CUDA kernels (the memory-efficient one, in some versions) have
+    returned NaN. The zeroing below makes the convention hold on every backend; it
+    needs no host synchronisation (one ``any`` and one ``masked_fill`` on the device).
+    """
+    out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=attn_mask, dropout_p=dropout_p)
+    if attn_mask is not None:
+        attends_to_none = ~attn_mask.any(dim=-1, keepdim=True)  # (..., Tq or 1, 1)
+        out = out.masked_fill(attends_to_none, 0.0)  # (..., Tq, Dv)
+    return out
+
+
 def dot_product_attention(
     queries: Tensor,
     keys: Tensor,
@@ -86,11 +109,8 @@ def dot_product_attention(
     _check_qkv(queries, keys, values, same_size=True)
     scores_shape = torch.Size((queries.shape[0], queries.shape[1], keys.shape[1]))
     mask = combine_masks(scores_shape, valid_lens, attn_mask)  # (B, Tq, Tk) bool or None
-    if impl == "sdpa":
-        # PyTorch (>= 2.5) returns zeros for fully masked rows, as the teaching path does;
-        # tests/test_attention_scoring.py checks it for the pinned version.
-        out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask, dropout_p=dropout_p)
-        return out, None
+    if impl == "sdpa":  # fully masked rows are zero, as on the teaching path, on any backend
+        return fused_dot_product_attention(queries, keys, values, mask, dropout_p), None
     d = queries.shape[-1]
     scores = torch.bmm(queries, keys.transpose(1, 2)) / math.sqrt(d)  # (B, Tq, Tk)
     weights = masked_softmax(scores, attn_mask=mask)  # (B, Tq, Tk)
@@ -123,11 +143,17 @@ class DotProductAttention(_KeepsWeights):
     ``DotProductAttention(dropout, impl="manual")``; forward
     ``(queries (B, Tq, D), keys (B, Tk, D), values (B, Tk, Dv), valid_lens=None,
     attn_mask=None) -> (B, Tq, Dv)``. Same constructor argument as d2l's class.
+
+    The dropout probability is kept as the float ``dropout_p`` and applied by
+    :func:`dot_product_attention` in training mode only (``module.train()``); there is
+    no ``nn.Dropout`` submodule, which has no state, so state dicts still match d2l's.
     """
 
     def __init__(self, dropout: float, impl: str = "manual") -> None:
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        if not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"dropout must be a probability in [0, 1], got {dropout!r}")
+        self.dropout_p = float(dropout)
         self.impl = _check_impl(impl)
 
     def forward(
@@ -138,7 +164,7 @@ class DotProductAttention(_KeepsWeights):
         valid_lens: Tensor | None = None,
         attn_mask: Tensor | None = None,
     ) -> Tensor:
-        p = self.dropout.p if self.training else 0.0
+        p = self.dropout_p if self.training else 0.0
         out, weights = dot_product_attention(queries, keys, values, valid_lens, attn_mask, p, self.impl)
         self._attention_weights = None if weights is None else weights.detach()
         return out
@@ -147,10 +173,12 @@ class DotProductAttention(_KeepsWeights):
 class AdditiveAttention(_KeepsWeights):
     """Additive attention (equation 2.3): scores w_v . tanh(W_q q + W_k k).
 
-    ``AdditiveAttention(num_hiddens, dropout)`` as in d2l: ``W_q``, ``W_k`` (to
-    ``num_hiddens``, no bias) and ``w_v`` (to 1, no bias) are lazy linear layers that
-    learn their input sizes on the first call; pass ``query_size`` and ``key_size`` to
-    create them right away. Queries and keys may have different sizes. Forward
+    ``AdditiveAttention(num_hiddens, dropout)`` as in d2l: ``W_q`` and ``W_k`` (to
+    ``num_hiddens``, no bias) are lazy linear layers that learn their input sizes on the
+    first call; pass ``query_size`` and ``key_size`` to create them right away. ``w_v``
+    (``num_hiddens`` to 1, no bias) always knows its input size, so it is an ordinary
+    linear layer. Queries and keys may have different sizes. Dropout is applied to the
+    attention weights in training mode. Forward
     ``(queries (B, Tq, Dq), keys (B, Tk, Dk), values (B, Tk, Dv), valid_lens=None,
     attn_mask=None) -> (B, Tq, Dv)``. Only a teaching path exists: the fused kernel
     computes dot-product scores only.
@@ -164,7 +192,7 @@ class AdditiveAttention(_KeepsWeights):
             raise ValueError(f"num_hiddens must be a positive int, got {num_hiddens!r}")
         self.W_q = nn.Linear(query_size, num_hiddens, bias=False) if query_size else nn.LazyLinear(num_hiddens, bias=False)
         self.W_k = nn.Linear(key_size, num_hiddens, bias=False) if key_size else nn.LazyLinear(num_hiddens, bias=False)
-        self.w_v = nn.Linear(num_hiddens, 1, bias=False) if query_size and key_size else nn.LazyLinear(1, bias=False)
+        self.w_v = nn.Linear(num_hiddens, 1, bias=False)
         self.dropout = nn.Dropout(dropout)
 
     def forward(

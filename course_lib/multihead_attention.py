@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib.attention_scoring import DotProductAttention, _check_impl, _check_qkv
+from course_lib.attention_scoring import DotProductAttention, _check_impl, _check_qkv, fused_dot_product_attention
 from course_lib.masking import combine_masks
 
 
@@ -158,8 +158,8 @@ class MultiHeadAttention(nn.Module):
         if mask is not None:  # give it its batch axis: (B, Tq or 1, Tk)
             mask = mask.expand(torch.broadcast_shapes(mask.shape, (B, 1, 1)))
         if self.impl == "sdpa":
-            p = self.attention.dropout.p if self.training else 0.0
-            out = F.scaled_dot_product_attention(
+            p = self.attention.dropout_p if self.training else 0.0
+            out = fused_dot_product_attention(  # fully masked query rows give zeros on every backend
                 split_heads(q, H),  # (B, H, Tq, Dh)
                 split_heads(k, H),  # (B, H, Tk, Dh)
                 split_heads(v, H),  # (B, H, Tk, Dh)

@@ -169,3 +169,61 @@ def test_valid_lens_out_of_range_and_bad_impl():
         DotProductAttention(0.0, impl="flash")
     with pytest.raises(ValueError, match="num_hiddens must be a positive int"):
         AdditiveAttention(0, 0.1)
+
+
+# --- review fixes -------------------------------------------------------------------
+
+
+def nan_for_fully_masked_rows(monkeypatch):
+    """Make the fused kernel behave like CUDA's memory-efficient one did: NaN where a query sees no key."""
+    real = F.scaled_dot_product_attention
+
+    def kernel(q, k, v, attn_mask=None, dropout_p=0.0, **kwargs):
+        out = real(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, **kwargs)
+        if attn_mask is not None:
+            out = out.masked_fill(~attn_mask.any(-1, keepdim=True), math.nan)
+        return out
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", kernel)
+
+
+@pytest.mark.parametrize("per_query", [False, True])
+def test_fused_path_zeroes_fully_masked_rows_whatever_the_kernel_returns(monkeypatch, per_query):
+    nan_for_fully_masked_rows(monkeypatch)
+    q, k, v = qkv(2, 3, 4, 8, 5)
+    vl = torch.tensor([[0, 2, 0], [4, 0, 1]]) if per_query else torch.tensor([0, 2])
+    out = DotProductAttention(0.0, impl="sdpa")(q, k, v, vl)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, DotProductAttention(0.0, impl="manual")(q, k, v, vl))
+    none = vl == 0 if per_query else (vl == 0).unsqueeze(1).expand(2, 3)
+    assert out[none].eq(0).all() and not out[~none].eq(0).all()
+
+
+def test_multihead_fused_path_zeroes_fully_masked_rows(monkeypatch):
+    from course_lib import MultiHeadAttention
+
+    nan_for_fully_masked_rows(monkeypatch)
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(8, 2, 0.0, query_size=8, key_size=8, value_size=8).eval()
+    x = torch.randn(2, 3, 8)
+    vl = torch.tensor([0, 2])
+    mha.impl = "sdpa"
+    fused = mha(x, x, x, vl)
+    mha.impl = "manual"
+    torch.testing.assert_close(fused, mha(x, x, x, vl))
+    torch.testing.assert_close(fused[0], mha.W_o(torch.zeros(3, 8)))  # zero context, then W_o
+
+
+def test_dropout_is_a_float_not_a_submodule(d2l):
+    attn = DotProductAttention(0.25)
+    assert attn.dropout_p == 0.25 and list(attn.children()) == []
+    assert attn.state_dict().keys() == d2l.DotProductAttention(0.25).state_dict().keys()
+    with pytest.raises(ValueError, match="dropout must be a probability"):
+        DotProductAttention(1.5)
+
+
+def test_additive_w_v_is_an_ordinary_linear_layer():
+    attn = AdditiveAttention(num_hiddens=8, dropout=0.0)  # W_q and W_k lazy: sizes not given
+    assert type(attn.w_v) is torch.nn.Linear and attn.w_v.weight.shape == (1, 8)
+    out = attn(torch.randn(2, 3, 5), torch.randn(2, 4, 6), torch.randn(2, 4, 7))
+    assert out.shape == (2, 3, 7)
