@@ -155,10 +155,14 @@ def show_alignment(
     title: str | None = None,
     axes: plt.Axes | None = None,
     cmap: str = "Reds",
+    source_label: str = "source",
+    output_label: str = "output",
 ) -> plt.Axes:
     """Attention weights of a translation, (output steps, source tokens), with the tokens as labels.
 
     Rows are the generated tokens, columns the source tokens; each row sums to one.
+    ``source_label`` and ``output_label`` name the x and y axes, e.g.
+    ``source_label="source (English)", output_label="output (French)"``.
     """
     w = _to_numpy(weights)
     if w.shape != (len(output), len(source)):
@@ -170,8 +174,8 @@ def show_alignment(
     axes.imshow(w, cmap=cmap, vmin=0, vmax=1)
     axes.set_xticks(range(len(source)), source, rotation=60, ha="right")
     axes.set_yticks(range(len(output)), output)
-    axes.set_xlabel("source (English)")
-    axes.set_ylabel("output (French)")
+    axes.set_xlabel(source_label)
+    axes.set_ylabel(output_label)
     if title:
         axes.set_title(title)
     return axes

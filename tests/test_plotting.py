@@ -87,3 +87,21 @@ def test_plot_single_series_against_index_and_scales():
 def test_plot_errors(X, Y, legend, message):
     with pytest.raises(ValueError, match=message):
         plot(X, Y, legend=legend)
+
+
+def test_show_alignment_labels_are_generic_by_default_and_settable():
+    import matplotlib.pyplot as plt
+
+    from course_lib.plotting import show_alignment
+
+    w = torch.softmax(torch.randn(3, 4), dim=-1)
+    src, out = ["a", "b", "c", "<eos>"], ["x", "y", "<eos>"]
+    ax = show_alignment(w, src, out, title="t")
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("source", "output", "t")
+    assert [t.get_text() for t in ax.get_xticklabels()] == src
+    assert [t.get_text() for t in ax.get_yticklabels()] == out
+    _, given = plt.subplots()
+    ax = show_alignment(w, src, out, axes=given, source_label="source (English)", output_label="output (French)")
+    assert ax is given and (ax.get_xlabel(), ax.get_ylabel()) == ("source (English)", "output (French)")
+    with pytest.raises(ValueError, match="do not match 2 output tokens x 4 source tokens"):
+        show_alignment(w, src, out[:2])
