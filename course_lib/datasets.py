@@ -11,6 +11,7 @@ Archives are extracted only if every member stays inside the target folder.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import shutil
@@ -91,7 +92,10 @@ def fetch(name: str, folder: Path | None = None, remote: Remote | None = None, t
                 continue
             os.replace(tmp, target)
             return target
-        except OSError as err:  # no network, DNS failure, HTTP error, timeout
+        # OSError: no network, DNS failure, HTTP error, timeout. HTTPException: the server
+        # broke off (IncompleteRead after a truncated transfer, a bad status line); both
+        # mean "try the next URL".
+        except (OSError, http.client.HTTPException) as err:
             failures.append(f"{url}: {err}")
         finally:
             if os.path.exists(tmp):
@@ -111,8 +115,33 @@ def _safe_target(root: Path, member: str) -> Path:
     return target
 
 
+def _extract_tar_members(tf: tarfile.TarFile, members: list[tarfile.TarInfo], folder: Path) -> None:
+    """Write already validated regular files and folders ourselves, without tarfile's extraction.
+
+    For Pythons whose ``extractall`` has no ``filter=`` argument (before 3.10.12 and
+    3.11.4): only contents are written, never owners, modes or links.
+    """
+    for m in members:
+        target = _safe_target(folder, m.name)
+        if m.isdir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = tf.extractfile(m)
+        if source is None:
+            raise ValueError(f"refusing to extract {m.name!r}: it has no readable contents")
+        with source, open(target, "wb") as out:
+            shutil.copyfileobj(source, out)
+
+
 def extract(archive: Path, folder: Path) -> Path:
-    """Extract a .zip or .tar(.gz) into folder, refusing any member that would escape it."""
+    """Extract a .zip or .tar(.gz) into folder, refusing any member that would escape it.
+
+    Every member is checked before anything is written: no absolute paths, no ``..``,
+    nothing that resolves outside ``folder``, and in tar archives only regular files and
+    folders (no links, devices or FIFOs). Tar archives are then extracted with
+    ``filter="data"`` where this Python has it, and member by member otherwise.
+    """
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     if zipfile.is_zipfile(archive):
@@ -122,11 +151,15 @@ def extract(archive: Path, folder: Path) -> Path:
             zf.extractall(folder)
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
-            for m in tf.getmembers():
+            members = tf.getmembers()
+            for m in members:
                 _safe_target(folder, m.name)
                 if m.issym() or m.islnk() or not (m.isfile() or m.isdir()):
                     raise ValueError(f"refusing to extract {m.name!r}: links and special files are not allowed")
-            tf.extractall(folder, filter="data")
+            if hasattr(tarfile, "data_filter"):  # Python 3.10.12+, 3.11.4+, 3.12+
+                tf.extractall(folder, members=members, filter="data")
+            else:
+                _extract_tar_members(tf, members, folder)
     else:
         raise ValueError(f"{archive} is neither a zip nor a tar archive")
     return folder
@@ -139,19 +172,33 @@ def preprocess_fra_eng(text: str) -> str:
     return "".join(out)
 
 
+def tokenize_fra_eng(text: str) -> list[tuple[list[str], list[str]]]:
+    """Split preprocessed fra-eng text into (English tokens, French tokens) pairs.
+
+    Lines are tab-separated (English, French[, attribution]); tokens are split at
+    spaces, and empty tokens (from double or trailing spaces) are dropped, as d2l
+    1.0.3's ``MTFraEng._tokenize`` drops them (which also appends ``<eos>``; we do not).
+    Lines without both sides are skipped.
+    """
+    pairs = []
+    for line in text.split("\n"):
+        parts = line.split("\t")
+        if len(parts) < 2:
+            continue
+        src = [t for t in parts[0].split(" ") if t]
+        tgt = [t for t in parts[1].split(" ") if t]
+        if src and tgt:
+            pairs.append((src, tgt))
+    return pairs
+
+
 def read_fra_eng(folder: Path, max_pairs: int | None = None) -> list[tuple[list[str], list[str]]]:
     """Token pairs from fra-eng/fra.txt (tab-separated English, French, attribution)."""
     path = Path(folder) / "fra-eng" / "fra.txt"
     if not path.is_file():
         raise ValueError(f"{path} not found: extract fra-eng.zip into {folder} first")
-    pairs = []
-    for line in preprocess_fra_eng(path.read_text(encoding="utf-8")).split("\n"):
-        parts = line.split("\t")
-        if len(parts) >= 2 and parts[0] and parts[1]:
-            pairs.append((parts[0].split(" "), parts[1].split(" ")))
-            if max_pairs is not None and len(pairs) >= max_pairs:
-                break
-    return pairs
+    pairs = tokenize_fra_eng(preprocess_fra_eng(path.read_text(encoding="utf-8")))
+    return pairs if max_pairs is None else pairs[:max_pairs]
 
 
 def read_wikitext2(folder: Path, split: str = "train") -> list[list[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import tarfile
 import zipfile
@@ -118,3 +119,117 @@ def test_unknown_dataset_and_missing_files(tmp_path):
         fetch("imagenet", tmp_path)
     with pytest.raises(ValueError, match="extract fra-eng.zip"):
         read_fra_eng(tmp_path)
+
+
+# --- review fixes -------------------------------------------------------------------
+
+
+def make_tar(path: Path, members: dict[str, bytes | None]) -> Path:
+    """A .tar.gz whose members are files (bytes) or folders (None)."""
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tf.addfile(info)
+            else:
+                info.size, info.mode = len(data), 0o4755  # setuid: must not survive
+                tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.fixture
+def old_tarfile(monkeypatch):
+    """A Python without extractall(filter=...) (before 3.10.12 / 3.11.4)."""
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    real = tarfile.TarFile.extractall
+
+    def extractall(self, *args, **kwargs):
+        if "filter" in kwargs:
+            raise TypeError("extractall() got an unexpected keyword argument 'filter'")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", extractall)
+
+
+@pytest.mark.parametrize("old_python", [False, True])
+def test_tar_extraction_with_and_without_the_data_filter(tmp_path, request, old_python):
+    if old_python:
+        request.getfixturevalue("old_tarfile")
+    src = make_tar(tmp_path / "a.tar.gz", {"wikitext-2": None, "wikitext-2/wiki.train.tokens": WIKI.encode()})
+    folder = extract(src, tmp_path / "out")
+    data = folder / "wikitext-2" / "wiki.train.tokens"
+    assert data.read_text(encoding="utf-8") == WIKI and not data.stat().st_mode & 0o4000
+    assert read_wikitext2(folder)[0][0] == "senjō no valkyria 3 is a game"
+
+
+def test_tar_fallback_still_refuses_escapes_and_links(tmp_path, old_tarfile):
+    for k, name in enumerate(["../escaped.txt", "/abs.txt", "a/../../b.txt"]):
+        with pytest.raises(ValueError, match="outside"):
+            extract(make_tar(tmp_path / f"e{k}.tar.gz", {"ok.txt": b"ok", name: b"x"}), tmp_path / f"out{k}")
+        assert not (tmp_path / f"out{k}" / "ok.txt").exists()  # nothing written before the check
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "b.txt").exists()
+    for kind in (tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.FIFOTYPE):
+        path = tmp_path / f"link{kind!r}.tar"
+        with tarfile.open(path, "w") as tf:
+            info = tarfile.TarInfo("innocent")
+            info.type, info.linkname = kind, "../../outside"
+            tf.addfile(info)
+        with pytest.raises(ValueError, match="links and special files"):
+            extract(path, tmp_path / "out_links")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (tmp_path / "out_pre").mkdir()
+    (tmp_path / "out_pre" / "sub").symlink_to(outside)  # a link already in the target folder
+    with pytest.raises(ValueError, match="outside"):
+        extract(make_tar(tmp_path / "via.tar.gz", {"sub/f.txt": b"x"}), tmp_path / "out_pre")
+    assert not (outside / "f.txt").exists()
+
+
+class FakeResponse(io.BytesIO):
+    """What urlopen returns, reading ``data``; raises IncompleteRead after it if ``truncated``."""
+
+    def __init__(self, data: bytes, truncated: bool = False) -> None:
+        super().__init__(data)
+        self.truncated = truncated
+
+    def read(self, n=-1):
+        chunk = super().read(n)
+        if not chunk and self.truncated:
+            raise http.client.IncompleteRead(b"", 1000)
+        return chunk
+
+
+def test_truncated_download_falls_back_to_the_mirror(tmp_path, monkeypatch):
+    src = make_zip(tmp_path / "served.zip", {"fra-eng/fra.txt": FRA})
+    payload = src.read_bytes()
+    tried = []
+
+    def urlopen(url, timeout=None):
+        tried.append(url)
+        if url.startswith("http://first"):
+            return FakeResponse(payload[:20], truncated=True)  # the server broke off
+        return FakeResponse(payload)
+
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", urlopen)
+    remote = Remote("fra-eng.zip", sha1(src), ("http://first.invalid/f.zip", "http://mirror.invalid/f.zip"))
+    path = fetch("fra-eng", tmp_path / "cache", remote)
+    assert tried == list(remote.urls) and sha1(path) == remote.sha1
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["fra-eng.zip"]  # no .part left
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", lambda url, timeout=None: FakeResponse(b"", True))
+    with pytest.raises(DownloadError, match="IncompleteRead"):
+        fetch("fra-eng", tmp_path / "cache2", remote)
+
+
+def test_empty_tokens_are_dropped_like_d2l(d2l, tmp_path):
+    raw = "Go  now.\tVa  !\nHi. \t Salut !\n \t \nOk.\tD'accord.\n"
+    (tmp_path / "fra-eng").mkdir()
+    (tmp_path / "fra-eng" / "fra.txt").write_text(raw, encoding="utf-8")
+    pairs = read_fra_eng(tmp_path)
+    assert pairs[0] == (["go", "now", "."], ["va", "!"]) and all("" not in s + t for s, t in pairs)
+    text = datasets.preprocess_fra_eng(raw)
+    assert datasets.tokenize_fra_eng(text) == pairs
+    assert read_fra_eng(tmp_path, max_pairs=2) == pairs[:2]
+    src, tgt = d2l.MTFraEng._tokenize(None, text)  # d2l appends <eos> and keeps blank-only lines
+    theirs = [(s[:-1], t[:-1]) for s, t in zip(src, tgt) if s[:-1] and t[:-1]]
+    assert pairs == theirs
