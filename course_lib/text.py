@@ -109,7 +109,7 @@ class TranslationDataset(Dataset):
         return self.items[i]
 
     def collate(self, batch: list[tuple[list[int], list[int]]]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """(src (B, Ts), src_valid_len (B,), tgt (B, Tt), tgt_valid_len (B,)) as in d2l's load_data_nmt."""
+        """(src (B, Ts), src_valid_len (B,), tgt (B, Tt), tgt_valid_len (B,)) in the order of the older d2l's load_data_nmt (d2l 1.0's MTFraEng differs)."""
         src, src_len = pad_batch([b[0] for b in batch], self.src_vocab.pad)
         tgt, tgt_len = pad_batch([b[1] for b in batch], self.tgt_vocab.pad)
         return src, src_len, tgt, tgt_len

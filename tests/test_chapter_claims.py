@@ -50,6 +50,6 @@ def test_chapter_4_captions_quote_the_printed_numbers():
     flat = " ".join(text.split())
     weights = re.search(r"apple in 'the apple and the orange'.*apple's weights: the ([\d.]+), apple ([\d.]+)", out)
     assert f"get {weights.group(2)} each, while the little words get {weights.group(1)} each" in flat
-    one_head = re.search(r"ONE head on the whole query: dot products \[.*\] weights tensor\(\[([\d.]+), ([\d.]+), ([\d.]+)\]\)", out)
+    one_head = re.search(r"ONE head on the whole query: dot products \[.*\] weights \[([\d.]+), ([\d.]+), ([\d.]+)\]", out)
     a, b, c = (f"{float(x):.2f}" for x in one_head.groups())
     assert f"{a}, {b} and {c} to keys 1, 2 and 3" in flat
