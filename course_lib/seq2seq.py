@@ -233,10 +233,18 @@ def train_seq2seq(
 ) -> list[float]:
     """Train with teacher forcing, Adam and gradient clipping; return the mean loss per epoch.
 
+    ``seed`` fixes everything random in training: the order of the loader's shuffled
+    batches (its generator is re-seeded) and dropout. Two models that start from the same
+    weights and train with the same seed see the same batches and end with the same
+    weights (on the same device and thread count).
+
     Shows a progress bar (in a notebook, one line updated in place; elsewhere a line per
     epoch) and, in a notebook, redraws a loss curve after every epoch.
     """
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # dropout, if the model has any
+    generator = getattr(loader, "generator", None)
+    if isinstance(generator, torch.Generator):
+        generator.manual_seed(seed)  # the same seed gives the same sequence of shuffled batches
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     bos = tgt_vocab[BOS]
