@@ -7,6 +7,7 @@ would pass the test suite and fail for a student, so each import must be:
 
 * in the standard library;
 * course_lib itself;
+* IPython, which the Jupyter kernel brings (course_lib: only inside a function);
 * a distribution pyproject.toml declares: ``dependencies`` (for course_lib's own modules,
   whatever they import at module level), or an extra in ``[project.optional-dependencies]``
   (imports inside functions, made only when an optional feature is used);
@@ -41,6 +42,10 @@ MODULES = sorted((ROOT / PACKAGE).rglob("*.py"))
 # Test oracles: the tests use them, course_lib must never import them (see
 # test_repository.py), and nothing installs them for a student.
 NEVER_IN_COURSE_LIB = {"d2l", "torchvision"}
+# Present wherever a notebook runs: the Jupyter kernel is IPython. A notebook may import
+# it, and course_lib may, inside a function that runs only in a kernel (the live progress
+# display of course_lib.seq2seq), but not at module level: course_lib runs in plain Python.
+PROVIDED_BY_THE_KERNEL = {"IPython"}
 
 
 def normalize(name: str) -> str:
@@ -179,6 +184,8 @@ def test_course_lib_imports_are_declared_in_pyproject(module_path):
         if imp.module in NEVER_IN_COURSE_LIB:
             problems.append(f"imports {imp.module!r} ({imp.where}): course_lib must never import a test oracle")
             continue
+        if imp.lazy and imp.module in PROVIDED_BY_THE_KERNEL:
+            continue
         dists = distributions_of(imp.module)
         if dists & deps:
             continue
@@ -205,7 +212,7 @@ def test_notebook_imports_are_installed_by_its_first_cell_or_declared(nb_path):
         available |= deps.union(*extras.values())
     problems = []
     for imp in notebook_imports(nb_path):
-        if imp.module in sys.stdlib_module_names or imp.module == PACKAGE:
+        if imp.module in sys.stdlib_module_names or imp.module == PACKAGE or imp.module in PROVIDED_BY_THE_KERNEL:
             continue
         dists = distributions_of(imp.module)
         if not dists & available:
