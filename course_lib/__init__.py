@@ -12,8 +12,17 @@ module                      chapter
 ``course_lib.attention_scoring``  2. additive and scaled dot-product attention
 ``course_lib.benchmark``    2. timing and peak memory of attention
 ``course_lib.multihead_attention``  4. multi-head and local-window self-attention
+``course_lib.seq2seq``      3. RNN encoder, plain and Bahdanau decoders
+``course_lib.training``     3, 5, 6. training loop, schedules, early stopping
+``course_lib.decoding``     3, 5. greedy, batched and beam-search decoding, BLEU
 ``course_lib.positional_encoding``  4. sinusoidal and learned positional encodings
+``course_lib.transformer``  5. the Transformer encoder, decoder and model
 ==========================  ===========================================
+
+Data for chapters 3 to 6: ``course_lib.corpus`` (the generated English–French corpus,
+with ``corpus_lexicon`` and ``corpus_grammar``), ``course_lib.text`` (vocabularies,
+padded batches, BLEU) and ``course_lib.datasets`` (real corpora, opt-in, verified
+downloads).
 """
 
 from course_lib.attention_scoring import (
@@ -45,6 +54,17 @@ from course_lib.positional_encoding import (
     relative_position_map,
     sinusoidal_encoding,
 )
+from course_lib.transformer import (
+    VASWANI_2017,
+    AddNorm,
+    PositionWiseFFN,
+    TransformerDecoder,
+    TransformerDecoderBlock,
+    TransformerEncoder,
+    TransformerEncoderBlock,
+    build_transformer,
+    count_parameters,
+)
 from course_lib.masking import causal_mask, local_window_mask, masked_softmax, padding_mask
 from course_lib.plotting import plot, show_heatmaps
 from course_lib.utils import REQUIRE_CUDA_ENV, set_seed, try_gpu
@@ -70,6 +90,15 @@ __all__ = [
     "split_heads",
     "transpose_output",
     "transpose_qkv",
+    "VASWANI_2017",
+    "AddNorm",
+    "PositionWiseFFN",
+    "TransformerDecoder",
+    "TransformerDecoderBlock",
+    "TransformerEncoder",
+    "TransformerEncoderBlock",
+    "build_transformer",
+    "count_parameters",
     "KERNELS",
     "NWKernelRegression",
     "REQUIRE_CUDA_ENV",

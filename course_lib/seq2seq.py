@@ -11,21 +11,18 @@ L layers, V vocabulary size. As in d2l, RNN tensors are time-major: (T, B, H).
   hidden state queries all encoder outputs (additive attention), and the context is fed
   with the embedded previous token. Parameter names as in d2l's book.
 * ``EncoderDecoder``: the pair; ``forward(src, tgt_in, src_valid_len) -> logits (B, Tt, V)``.
-* ``train_seq2seq``: teacher forcing, masked loss, gradient clipping, a live loss curve.
-* ``greedy_decode``, ``beam_search`` and ``evaluate_bleu`` for prediction.
+
+Training (``train_seq2seq``, ``fit``) is in ``course_lib.training`` and decoding
+(``greedy_decode``, ``beam_search``, ``translate``, ``evaluate_bleu``) in
+``course_lib.decoding``, shared with the later chapters; both are re-exported here.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
-
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.attention_scoring import AdditiveAttention
-from course_lib.text import BOS, EOS, Vocab, bleu
 
 
 def init_seq2seq(module: nn.Module) -> None:
@@ -41,22 +38,42 @@ def init_seq2seq(module: nn.Module) -> None:
 class _GRU(nn.Module):
     """A GRU held as ``self.rnn``, so parameter names match d2l's ``rnn.rnn.*``."""
 
-    def __init__(self, num_inputs: int, num_hiddens: int, num_layers: int, dropout: float = 0.0) -> None:
+    def __init__(self, num_inputs: int, num_hiddens: int, num_layers: int, dropout: float = 0.0,
+                 bidirectional: bool = False) -> None:
         super().__init__()
-        self.rnn = nn.GRU(num_inputs, num_hiddens, num_layers, dropout=dropout)
+        self.rnn = nn.GRU(num_inputs, num_hiddens, num_layers, dropout=dropout, bidirectional=bidirectional)
 
     def forward(self, inputs: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self.rnn(inputs, state)
 
 
 class Seq2SeqEncoder(nn.Module):
-    """RNN encoder: (B, Ts) token indices -> outputs (Ts, B, H), state (L, B, H)."""
+    """RNN encoder: (B, Ts) token indices -> outputs (Ts, B, H), state (L, B, H).
 
-    def __init__(self, vocab_size: int, embed_size: int, num_hiddens: int, num_layers: int, dropout: float = 0.0) -> None:
+    With ``bidirectional=True`` (as in Bahdanau et al., 2014) a second GRU reads the
+    sentence right to left; each direction has H/2 units, and the outputs and final
+    states of the two are concatenated, so the shapes stay (Ts, B, H) and (L, B, H): the
+    output at position t then knows the words on both sides of t. The default, one
+    left-to-right GRU, is d2l's encoder (same parameter names).
+    """
+
+    def __init__(self, vocab_size: int, embed_size: int, num_hiddens: int, num_layers: int, dropout: float = 0.0,
+                 bidirectional: bool = False) -> None:
         super().__init__()
+        if bidirectional and num_hiddens % 2:
+            raise ValueError(f"a bidirectional encoder splits num_hiddens between two directions; got odd {num_hiddens}")
+        self.bidirectional = bidirectional
         self.embedding = nn.Embedding(vocab_size, embed_size)
-        self.rnn = _GRU(embed_size, num_hiddens, num_layers, dropout)
+        self.rnn = _GRU(embed_size, num_hiddens // 2 if bidirectional else num_hiddens, num_layers, dropout,
+                        bidirectional)
         self.apply(init_seq2seq)
+
+    def _merge_directions(self, state: Tensor) -> Tensor:
+        """(2L, B, H/2), directions interleaved per layer -> (L, B, H): [forward; backward] per layer."""
+        if not self.bidirectional:
+            return state
+        two_l, batch, half = state.shape
+        return state.view(two_l // 2, 2, batch, half).permute(0, 2, 1, 3).reshape(two_l // 2, batch, 2 * half)
 
     def forward(self, X: Tensor, valid_lens: Tensor | None = None, *args) -> tuple[Tensor, Tensor]:
         """With ``valid_lens`` the GRU stops at each sentence's last real token (a packed
@@ -66,11 +83,12 @@ class Seq2SeqEncoder(nn.Module):
             raise ValueError(f"the encoder expects token indices of shape (B, Ts), got {tuple(X.shape)}")
         embs = self.embedding(X.t().long())  # (Ts, B, E)
         if valid_lens is None:
-            return self.rnn(embs)  # outputs (Ts, B, H), state (L, B, H)
+            outputs, state = self.rnn(embs)  # outputs (Ts, B, H), state (L, B, H)
+            return outputs, self._merge_directions(state)
         packed = nn.utils.rnn.pack_padded_sequence(embs, valid_lens.cpu(), enforce_sorted=False)
         outputs, state = self.rnn(packed)
         outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, total_length=X.shape[1])  # (Ts, B, H)
-        return outputs, state
+        return outputs, self._merge_directions(state)
 
 
 class Seq2SeqDecoder(nn.Module):
@@ -127,6 +145,10 @@ class Seq2SeqAttentionDecoder(nn.Module):
         logits = self.dense(torch.cat(outputs, dim=0))  # (Tt, B, V)
         return logits.transpose(0, 1), [enc_outputs, hidden, enc_valid_lens]
 
+    def step_alignment(self) -> Tensor:
+        """Attention over the source at the last step of the last forward call, (B, Ts)."""
+        return self.attention_weights[:, -1]
+
     @property
     def attention_weights(self) -> Tensor:
         """Weights of the last forward call, (B, Tt, Ts): one row per target step."""
@@ -147,243 +169,13 @@ class EncoderDecoder(nn.Module):
         return self.decoder(tgt_in, state)[0]
 
 
-def shift_right(tgt: Tensor, bos: int) -> Tensor:
-    """Decoder input for teacher forcing: <bos> followed by the target without its last token."""
-    return torch.cat([torch.full_like(tgt[:, :1], bos), tgt[:, :-1]], dim=1)
-
-
-def masked_ce_loss(logits: Tensor, tgt: Tensor, tgt_valid_len: Tensor) -> Tensor:
-    """Mean cross-entropy over the real target tokens (padding ignored). logits (B, Tt, V)."""
-    mask = torch.arange(tgt.shape[1], device=tgt.device).unsqueeze(0) < tgt_valid_len.unsqueeze(1)  # (B, Tt)
-    losses = F.cross_entropy(logits.transpose(1, 2), tgt, reduction="none")  # (B, Tt)
-    return (losses * mask).sum() / mask.sum()
-
-
-def _in_notebook() -> bool:
-    """True inside a Jupyter kernel (not in a terminal IPython shell or plain Python)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-class ProgressBar:
-    """A one-line text progress bar, updated in place in a notebook (printed per epoch elsewhere)."""
-
-    def __init__(self, title: str, total: int, width: int = 30) -> None:
-        self.title, self.total, self.width, self._handle = title, total, width, None
-        self._pretty = None
-        if _in_notebook():
-            from IPython.display import Pretty, display
-
-            self._pretty = Pretty  # shown as plain text, without quotes
-            self._handle = display(Pretty(self._text(0, "")), display_id=True)
-
-    def _text(self, done: int, extra: str) -> str:
-        filled = round(self.width * done / max(self.total, 1))
-        return f"{self.title}: [{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total} {extra}"
-
-    def update(self, done: int, extra: str = "", epoch_end: bool = False) -> None:
-        if self._handle is not None:
-            self._handle.update(self._pretty(self._text(done, extra)))
-        elif epoch_end:
-            print(self._text(done, extra), flush=True)
-
-
-class LiveLoss:
-    """A loss curve redrawn as training goes (in a notebook); the final figure stays."""
-
-    def __init__(self, title: str, every: int = 1) -> None:
-        self.title, self.every, self.values, self._handle = title, every, [], None
-
-    def update(self, epoch_loss: float) -> None:
-        self.values.append(epoch_loss)
-        if len(self.values) % self.every:
-            return
-        import matplotlib.pyplot as plt
-
-        if not _in_notebook():
-            return
-        from IPython.display import display
-
-        fig, ax = plt.subplots(figsize=(4.5, 2.8))
-        ax.plot(range(1, len(self.values) + 1), self.values, "o-", ms=3)
-        ax.set(xlabel="epoch", ylabel="training loss", title=self.title, yscale="log")
-        ax.grid(True, alpha=0.3)
-        if self._handle is None:
-            self._handle = display(fig, display_id=True)
-        else:
-            self._handle.update(fig)
-        plt.close(fig)
-
-
-def train_seq2seq(
-    model: EncoderDecoder,
-    loader,
-    tgt_vocab: Vocab,
-    num_epochs: int,
-    lr: float = 0.005,
-    device: torch.device | str = "cpu",
-    grad_clip: float = 1.0,
-    seed: int = 0,
-    title: str = "training",
-    show: bool = True,
-) -> list[float]:
-    """Train with teacher forcing, Adam and gradient clipping; return the mean loss per epoch.
-
-    ``seed`` fixes everything random in training: the order of the loader's shuffled
-    batches (its generator is re-seeded) and dropout. Two models that start from the same
-    weights and train with the same seed see the same batches and end with the same
-    weights (on the same device and thread count).
-
-    Shows a progress bar (in a notebook, one line updated in place; elsewhere a line per
-    epoch) and, in a notebook, redraws a loss curve after every epoch.
-    """
-    torch.manual_seed(seed)  # dropout, if the model has any
-    generator = getattr(loader, "generator", None)
-    if isinstance(generator, torch.Generator):
-        generator.manual_seed(seed)  # the same seed gives the same sequence of shuffled batches
-    model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    bos = tgt_vocab[BOS]
-    curve = LiveLoss(title) if show else None
-    steps_per_epoch = len(loader)
-    bar = ProgressBar(title, num_epochs * steps_per_epoch) if show else None
-    losses: list[float] = []
-    start = time.perf_counter()
-    for epoch in range(num_epochs):
-        total, count = 0.0, 0
-        for step, (src, src_len, tgt, tgt_len) in enumerate(loader, 1):
-            src, src_len, tgt, tgt_len = (t.to(device) for t in (src, src_len, tgt, tgt_len))
-            logits = model(src, shift_right(tgt, bos), src_len)
-            loss = masked_ce_loss(logits, tgt, tgt_len)  # mean over the batch's real tokens
-            optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            tokens = int(tgt_len.sum())
-            total, count = total + loss.item() * tokens, count + tokens  # epoch mean per token
-            if bar is not None and (step % 10 == 0 or step == steps_per_epoch):
-                bar.update(epoch * steps_per_epoch + step, f"batches, epoch {epoch + 1}/{num_epochs}, "
-                           f"loss {total / count:.3f}", epoch_end=step == steps_per_epoch)
-        losses.append(total / count)
-        if curve is not None:
-            curve.update(losses[-1])
-    if show:
-        print(f"{title}: {num_epochs} epochs in {time.perf_counter() - start:.0f} s, "
-              f"loss {losses[0]:.3f} -> {losses[-1]:.3f}")
-    model.eval()
-    return losses
-
-
-def _encode(model: EncoderDecoder, tokens: Sequence[str], src_vocab: Vocab, device) -> tuple[list, Tensor]:
-    ids = torch.tensor([src_vocab[list(tokens)] + [src_vocab[EOS]]], device=device)  # (1, Ts)
-    valid = torch.tensor([ids.shape[1]], device=device)
-    return model.decoder.init_state(model.encoder(ids, valid), valid), ids
-
-
-@torch.no_grad()
-def greedy_decode(
-    model: EncoderDecoder, tokens: Sequence[str], src_vocab: Vocab, tgt_vocab: Vocab, max_steps: int = 30,
-    device: torch.device | str = "cpu",
-) -> tuple[list[str], Tensor | None]:
-    """Translate one tokenized sentence by taking the most likely token at each step.
-
-    Returns the output tokens (without <eos>) and, for an attention decoder, the
-    attention weights (output steps, source tokens + <eos>).
-    """
-    model.eval()
-    state, _ = _encode(model, tokens, src_vocab, device)
-    step = torch.tensor([[tgt_vocab[BOS]]], device=device)
-    out, weights = [], []
-    for _ in range(max_steps):
-        logits, state = model.decoder(step, state)  # (1, 1, V)
-        if isinstance(model.decoder, Seq2SeqAttentionDecoder):
-            weights.append(model.decoder.attention_weights[0, -1])
-        step = logits.argmax(dim=-1)  # (1, 1)
-        token = tgt_vocab.to_tokens(int(step))
-        if token == EOS:
-            break
-        out.append(token)
-    return out, (torch.stack(weights) if weights else None)
-
-
-@torch.no_grad()
-def beam_search(
-    model: EncoderDecoder, tokens: Sequence[str], src_vocab: Vocab, tgt_vocab: Vocab, beam_size: int = 4,
-    max_steps: int = 30, alpha: float = 0.75, device: torch.device | str = "cpu",
-) -> list[str]:
-    """Translate one sentence keeping the ``beam_size`` best partial translations.
-
-    Candidates are ranked by total log-probability divided by length**alpha (length
-    normalization, so that short outputs are not favoured just for being short). The
-    beams are pruned on the raw log-probability at every step, and the search stops once
-    ``beam_size`` candidates have ended with <eos>; only the final ranking is normalized.
-    This is the usual practical compromise, not an exact search.
-    """
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-    model.eval()
-    state, _ = _encode(model, tokens, src_vocab, device)
-    eos = tgt_vocab[EOS]
-    beams = [([tgt_vocab[BOS]], 0.0, state)]  # (token ids, log-probability, decoder state)
-    finished: list[tuple[list[int], float]] = []
-    for _ in range(max_steps):
-        candidates = []
-        for ids, score, st in beams:
-            logits, new_state = model.decoder(torch.tensor([[ids[-1]]], device=device), st)
-            log_probs = F.log_softmax(logits[0, -1], dim=-1)  # (V,)
-            top = log_probs.topk(beam_size)
-            for lp, idx in zip(top.values.tolist(), top.indices.tolist()):
-                candidates.append((ids + [idx], score + lp, new_state))
-        candidates.sort(key=lambda c: c[1], reverse=True)
-        beams = []
-        for ids, score, st in candidates:
-            if ids[-1] == eos:
-                finished.append((ids[1:-1], score))
-            else:
-                beams.append((ids, score, st))
-            if len(beams) == beam_size:
-                break
-        if not beams or len(finished) >= beam_size:
-            break
-    if not finished:  # nothing reached <eos> within max_steps: rank the unfinished beams
-        finished = [(ids[1:], score) for ids, score, _ in beams]
-    best = max(finished, key=lambda f: f[1] / max(len(f[0]) + 1, 1) ** alpha)
-    return tgt_vocab.to_tokens(best[0])
-
-
-def evaluate_bleu(
-    model: EncoderDecoder, sentences, src_vocab: Vocab, tgt_vocab: Vocab, decode: str = "greedy",
-    beam_size: int = 4, device: torch.device | str = "cpu", alpha: float = 0.75, max_steps: int = 30,
-) -> tuple[float, list[list[str]]]:
-    """Corpus BLEU (sacrebleu, 0-100) of the model's translations of ``sentences``; also returns them."""
-    if decode not in ("greedy", "beam"):
-        raise ValueError(f"decode must be 'greedy' or 'beam', got {decode!r}")
-    outputs = []
-    for s in sentences:
-        if decode == "greedy":
-            outputs.append(greedy_decode(model, s.en, src_vocab, tgt_vocab, max_steps, device=device)[0])
-        else:
-            outputs.append(beam_search(model, s.en, src_vocab, tgt_vocab, beam_size, max_steps, alpha, device=device))
-    return bleu(outputs, [list(s.fr) for s in sentences]), outputs
-
-
-def length_buckets(sentences, edges: Sequence[int] = (6, 9, 12, 15, 100)) -> list[tuple[str, list]]:
-    """Group sentences by English length (tokens): [(label, sentences), ...]."""
-    groups, low = [], 0
-    for high in edges:
-        members = [s for s in sentences if low < len(s.en) <= high]
-        label = f"{low + 1}-{high}" if high < 100 else f"{low + 1}+"
-        groups.append((label, members))
-        low = high
-    return groups
-
+# Training and decoding live in their own modules, shared with chapters 5 and 6; chapter 3
+# imports them from here too.
+from course_lib.decoding import beam_search, evaluate_bleu, greedy_decode, length_buckets, translate  # noqa: E402
+from course_lib.training import masked_ce_loss, shift_right, train_seq2seq  # noqa: E402
 
 __all__ = [
     "EncoderDecoder", "Seq2SeqAttentionDecoder", "Seq2SeqDecoder", "Seq2SeqEncoder", "beam_search",
     "evaluate_bleu", "greedy_decode", "init_seq2seq", "length_buckets", "masked_ce_loss", "shift_right",
-    "train_seq2seq",
+    "train_seq2seq", "translate",
 ]
