@@ -1,0 +1,538 @@
+"""Chapter 5: the Transformer (Vaswani et al., 2017), encoder, decoder and the whole model.
+
+Shape legend: B batch, T positions (Ts source, Tt target; Tq queries, Tk keys), D model
+size (``num_hiddens``), F the feed-forward network's hidden size (``ffn_num_hiddens``),
+H heads, V vocabulary size, L ``max_len`` of the positional encoding.
+
+Building blocks, with d2l 1.0.3's constructor arguments and parameter names, so that a
+d2l state dict loads into ours with ``strict=True`` (and the reverse) and gives the same
+outputs:
+
+* :class:`PositionWiseFFN`: two linear layers with a ReLU between them, applied to every
+  position on its own: (B, T, D) -> (B, T, D);
+* :class:`AddNorm`: residual connection and layer normalization, ``ln(dropout(Y) + X)``;
+* :class:`TransformerEncoderBlock`: self-attention, then the FFN, each followed by AddNorm;
+* :class:`TransformerEncoder`: scaled embedding + positional encoding + ``num_blks`` blocks;
+* :class:`TransformerDecoderBlock`: causal self-attention, cross-attention over the
+  encoder outputs, then the FFN, each followed by AddNorm;
+* :class:`TransformerDecoder`: scaled embedding + positional encoding + blocks + a linear
+  output layer giving logits over the vocabulary.
+
+The decoder differs from d2l's on purpose: it is causal in every mode (d2l's masks
+future tokens only in training mode), and its key/value cache gives, one token at a
+time, exactly the logits of one pass over the whole target, with the positional
+encoding of the t-th token P[t] (d2l's gives every single-token step position 0).
+
+**Decoder state and cache.** ``init_state(enc_outputs, enc_valid_lens)`` returns
+``[enc_outputs (B, Ts, D), enc_valid_lens (B,) or None, cache]``, d2l's layout; ``cache``
+is a list with one entry per block, None before the first call. After a call, block i's
+entry ``cache[i]`` is a pair ``(K, V)``, each (B, T_past, D): the keys ``X W_k`` and
+values ``X W_v`` of its self-attention for every target position seen so far (before
+the split into heads). d2l keeps in ``state[2][i]`` the block's *inputs* X (B, T_past, D)
+and projects all of them again at every step; keeping the projections does that work
+once. The number of cached positions is the position of the next token. The decoder
+never changes the state it is given: ``forward`` returns a new list (the tensors are
+shared), so a beam search may continue several hypotheses from the same state.
+
+**Pre-norm.** ``norm_first=True`` moves each LayerNorm to the input of its sublayer,
+``X + dropout(sublayer(ln(X)))`` (as ``torch.nn.TransformerEncoderLayer(norm_first=True)``),
+and adds a final LayerNorm ``norm`` after the last block. The default, post-norm, is the
+paper's and d2l's, and has d2l's state dict (no ``norm``).
+
+**Two attention paths.** ``impl="manual"`` (teaching path) keeps every head's weights
+for plots (``attention_weights``); ``impl="sdpa"`` uses PyTorch's fused kernel. Same
+parameters, same results; switch with ``model.impl = "sdpa"``.
+
+**Matching PyTorch.** ``torch.nn.TransformerEncoderLayer`` and ``TransformerDecoderLayer``
+(ReLU, ``batch_first=True``) compute the same function as our blocks with
+``use_bias=True`` (their attention projections have biases; d2l's default
+``use_bias=False`` has none) and LayerNorm eps 1e-5 (the default of both), in eval mode:
+PyTorch's layers also apply dropout inside the FFN, after the ReLU, which ours (and
+d2l's) do not. ``torch.nn.Transformer`` also adds a final LayerNorm to both stacks even
+when ``norm_first=False``; ours only with ``norm_first=True``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from course_lib.attention_scoring import IMPLEMENTATIONS, fused_dot_product_attention
+from course_lib.masking import causal_mask
+from course_lib.multihead_attention import MultiHeadAttention, merge_heads, split_heads, transpose_output, transpose_qkv
+from course_lib.positional_encoding import PositionalEncoding
+
+#: Table 3 of Vaswani et al. (2017): sizes of the base and big models. The paper shares
+#: one vocabulary of about 37,000 byte-pair tokens between English and German, and one
+#: embedding matrix between the encoder, the decoder and the output layer.
+VASWANI_2017: dict[str, dict[str, float]] = {
+    "base": dict(num_hiddens=512, ffn_num_hiddens=2048, num_heads=8, num_blks=6, dropout=0.1),
+    "big": dict(num_hiddens=1024, ffn_num_hiddens=4096, num_heads=16, num_blks=6, dropout=0.3),
+}
+
+
+def _check_int(name: str, value: object, minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _check_tokens(X: Tensor, who: str) -> None:
+    if not isinstance(X, Tensor) or X.dim() != 2 or X.dtype.is_floating_point or X.dtype.is_complex or X.dtype == torch.bool:
+        raise ValueError(f"{who} expects token indices of shape (B, T) with an integer dtype, got "
+                         f"{getattr(X, 'shape', type(X).__name__)} {getattr(X, 'dtype', '')}")
+
+
+def _linear(in_features: int | None, out_features: int, bias: bool = True) -> nn.Module:
+    return nn.Linear(in_features, out_features, bias=bias) if in_features else nn.LazyLinear(out_features, bias=bias)
+
+
+class PositionWiseFFN(nn.Module):
+    """Position-wise feed-forward network: ``dense2(relu(dense1(X)))``, (B, T, Din) -> (B, T, Dout).
+
+    ``PositionWiseFFN(ffn_num_hiddens, ffn_num_outputs)`` as in d2l 1.0.3: ``dense1``
+    (Din -> F) learns its input size on the first call (a lazy layer) unless
+    ``ffn_num_inputs`` is given; ``dense2`` (F -> Dout) knows its input size. The same
+    weights act on every position, so it is also a 1 x 1 convolution over the sequence.
+    """
+
+    def __init__(self, ffn_num_hiddens: int, ffn_num_outputs: int, ffn_num_inputs: int | None = None) -> None:
+        super().__init__()
+        _check_int("ffn_num_hiddens", ffn_num_hiddens)
+        _check_int("ffn_num_outputs", ffn_num_outputs)
+        self.dense1 = _linear(ffn_num_inputs, ffn_num_hiddens)
+        self.relu = nn.ReLU()
+        self.dense2 = nn.Linear(ffn_num_hiddens, ffn_num_outputs)
+
+    def forward(self, X: Tensor) -> Tensor:
+        return self.dense2(self.relu(self.dense1(X)))  # (B, T, Din) -> (B, T, F) -> (B, T, Dout)
+
+
+class AddNorm(nn.Module):
+    """Residual connection then layer normalization: ``ln(dropout(Y) + X)``, (B, T, D) -> (B, T, D).
+
+    ``AddNorm(norm_shape, dropout)`` as in d2l 1.0.3; X is the sublayer's input, Y its
+    output. ``eps`` is LayerNorm's (1e-5, PyTorch's default everywhere). In a pre-norm
+    block the same ``ln`` normalizes the sublayer's input instead (see :func:`_sublayer`).
+    """
+
+    def __init__(self, norm_shape: int | list[int] | tuple[int, ...], dropout: float, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.ln = nn.LayerNorm(norm_shape, eps=eps)
+
+    def forward(self, X: Tensor, Y: Tensor) -> Tensor:
+        return self.ln(self.dropout(Y) + X)
+
+
+def _sublayer(addnorm: AddNorm, X: Tensor, sublayer, norm_first: bool) -> Tensor:
+    """One residual sublayer: post-norm ``ln(X + dropout(f(X)))`` or pre-norm ``X + dropout(f(ln(X)))``."""
+    if norm_first:
+        return X + addnorm.dropout(sublayer(addnorm.ln(X)))
+    return addnorm(X, sublayer(X))
+
+
+class _SwitchesImpl(nn.Module):
+    """``impl`` of every MultiHeadAttention inside, read and set in one place."""
+
+    @property
+    def impl(self) -> str:
+        """``"manual"`` or ``"sdpa"``: the attention path of every MultiHeadAttention inside."""
+        impls = {m.impl for m in self.modules() if isinstance(m, MultiHeadAttention)}
+        return impls.pop() if len(impls) == 1 else "mixed"
+
+    @impl.setter
+    def impl(self, value: str) -> None:
+        if value not in IMPLEMENTATIONS:
+            raise ValueError(f"impl must be one of {IMPLEMENTATIONS}, got {value!r}")
+        for m in self.modules():
+            if isinstance(m, MultiHeadAttention):
+                m.impl = value
+
+
+def _attention(num_hiddens: int, num_heads: int, dropout: float, use_bias: bool, impl: str) -> MultiHeadAttention:
+    # Inside a block every input has size D, so the projections are created right away (no lazy layers).
+    return MultiHeadAttention(num_hiddens, num_heads, dropout, use_bias, impl, num_hiddens, num_hiddens, num_hiddens)
+
+
+class TransformerEncoderBlock(_SwitchesImpl):
+    """Encoder block: self-attention and the FFN, each in a residual AddNorm: (B, T, D) -> (B, T, D).
+
+    ``TransformerEncoderBlock(num_hiddens, ffn_num_hiddens, num_heads, dropout,
+    use_bias=False)`` as in d2l 1.0.3 (``use_bias`` is for the attention projections;
+    the FFN always has biases). Forward ``(X (B, T, D), valid_lens (B,) or None)``:
+    keys beyond a sequence's valid length (padding) get no attention.
+    ``norm_first=True`` makes it a pre-norm block.
+    """
+
+    def __init__(
+        self,
+        num_hiddens: int,
+        ffn_num_hiddens: int,
+        num_heads: int,
+        dropout: float,
+        use_bias: bool = False,
+        norm_first: bool = False,
+        impl: str = "manual",
+    ) -> None:
+        super().__init__()
+        _check_bool("norm_first", norm_first)
+        self.norm_first = norm_first
+        self.attention = _attention(num_hiddens, num_heads, dropout, use_bias, impl)
+        self.addnorm1 = AddNorm(num_hiddens, dropout)
+        self.ffn = PositionWiseFFN(ffn_num_hiddens, num_hiddens, num_hiddens)
+        self.addnorm2 = AddNorm(num_hiddens, dropout)
+
+    def forward(self, X: Tensor, valid_lens: Tensor | None = None) -> Tensor:
+        Y = _sublayer(self.addnorm1, X, lambda h: self.attention(h, h, h, valid_lens), self.norm_first)
+        return _sublayer(self.addnorm2, Y, self.ffn, self.norm_first)  # (B, T, D)
+
+
+class TransformerEncoder(_SwitchesImpl):
+    """Transformer encoder: token indices (B, T) -> representations (B, T, D).
+
+    ``TransformerEncoder(vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks,
+    dropout, use_bias=False)`` as in d2l 1.0.3: ``embedding`` (scaled by sqrt(D), so that
+    its entries are not small next to the positional encoding's, which lie in [-1, 1]),
+    ``pos_encoding``, and the blocks ``blks.block0``, ``blks.block1``, ... Forward
+    ``(X (B, T), valid_lens (B,) or None)``.
+
+    Options: ``norm_first`` (pre-norm blocks and a final LayerNorm ``norm``), ``impl``,
+    ``max_len`` of the positional encoding, and ``embedding``, an existing
+    ``nn.Embedding(vocab_size, num_hiddens)`` to share (e.g. with a decoder).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_hiddens: int,
+        ffn_num_hiddens: int,
+        num_heads: int,
+        num_blks: int,
+        dropout: float,
+        use_bias: bool = False,
+        norm_first: bool = False,
+        impl: str = "manual",
+        max_len: int = 1000,
+        embedding: nn.Embedding | None = None,
+    ) -> None:
+        super().__init__()
+        _check_int("vocab_size", vocab_size)
+        _check_int("num_blks", num_blks)
+        _check_bool("norm_first", norm_first)
+        self.num_hiddens, self.norm_first = num_hiddens, norm_first
+        self.embedding = _embedding(embedding, vocab_size, num_hiddens)
+        self.pos_encoding = PositionalEncoding(num_hiddens, dropout, max_len)
+        self.blks = nn.Sequential()
+        for i in range(num_blks):
+            self.blks.add_module(f"block{i}", TransformerEncoderBlock(
+                num_hiddens, ffn_num_hiddens, num_heads, dropout, use_bias, norm_first, impl))
+        if norm_first:  # a pre-norm stack ends unnormalized: normalize its output once
+            self.norm = nn.LayerNorm(num_hiddens)
+
+    def forward(self, X: Tensor, valid_lens: Tensor | None = None, *args) -> Tensor:
+        _check_tokens(X, "TransformerEncoder")
+        X = self.pos_encoding(self.embedding(X) * math.sqrt(self.num_hiddens))  # (B, T, D)
+        for blk in self.blks:
+            X = blk(X, valid_lens)
+        return self.norm(X) if self.norm_first else X  # (B, T, D)
+
+    @property
+    def attention_weights(self) -> list[Tensor]:
+        """Self-attention weights of the last call, one (B, H, T, T) tensor per block (teaching path)."""
+        return [blk.attention.attention_weights for blk in self.blks]
+
+
+def _embedding(embedding: nn.Embedding | None, vocab_size: int, num_hiddens: int) -> nn.Embedding:
+    if embedding is None:
+        return nn.Embedding(vocab_size, num_hiddens)
+    if not isinstance(embedding, nn.Embedding) or tuple(embedding.weight.shape) != (vocab_size, num_hiddens):
+        raise ValueError(f"embedding to share must be an nn.Embedding({vocab_size}, {num_hiddens}), got {embedding!r}")
+    return embedding
+
+
+def _causal_self_attention(mha: MultiHeadAttention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+    """MultiHeadAttention after its input projections, with causal masking; (B, Tq, D) -> (B, Tq, D).
+
+    ``q`` (B, Tq, D) are the projected queries of the last Tq positions, ``k`` and ``v``
+    (B, Tk, D) the projected keys and values of all Tk >= Tq positions so far (the
+    cache, then the new ones): query i may attend to keys 0 .. i + Tk - Tq. The same
+    computation as ``mha(X, X, X, attn_mask=causal_mask(T))`` when Tq = Tk = T.
+    """
+    H, Tq, Tk = mha.num_heads, q.shape[1], k.shape[1]
+    if mha.impl == "sdpa":
+        p = mha.attention.dropout_p if mha.training else 0.0
+        qh, kh, vh = split_heads(q, H), split_heads(k, H), split_heads(v, H)  # (B, H, Tq, Dh), (B, H, Tk, Dh) x 2
+        if Tq == 1:  # the newest position sees every key: no mask at all
+            out = F.scaled_dot_product_attention(qh, kh, vh, dropout_p=p)
+        elif Tq == Tk:  # no cache: the kernel's own causal masking (no row is fully masked)
+            out = F.scaled_dot_product_attention(qh, kh, vh, dropout_p=p, is_causal=True)
+        else:
+            out = fused_dot_product_attention(qh, kh, vh, causal_mask(Tq, Tk, device=q.device), dropout_p=p)
+        return mha.W_o(merge_heads(out))  # (B, H, Tq, Dh) -> (B, Tq, D) -> (B, Tq, D)
+    mask = causal_mask(Tq, Tk, device=q.device)  # (Tq, Tk), the same for every sequence and head
+    out = mha.attention(transpose_qkv(q, H), transpose_qkv(k, H), transpose_qkv(v, H), attn_mask=mask)
+    return mha.W_o(transpose_output(out, H))  # (B * H, Tq, Dh) -> (B, Tq, D) -> (B, Tq, D)
+
+
+def _check_state(state: object, num_blks: int | None) -> tuple[Tensor, Tensor | None, list]:
+    """Unpack ``[enc_outputs, enc_valid_lens, cache]``; the cache is returned as a new list."""
+    if state is None:
+        raise ValueError("the decoder needs a state: call decoder.init_state(enc_outputs, enc_valid_lens) first")
+    if not isinstance(state, (list, tuple)) or len(state) != 3 or not isinstance(state[2], (list, tuple)) \
+            or (num_blks is not None and len(state[2]) != num_blks):
+        raise ValueError(
+            "decoder state must be [enc_outputs, enc_valid_lens, cache] with one cache entry per block"
+            f"{'' if num_blks is None else f' ({num_blks})'}, as returned by init_state; got {type(state).__name__}"
+        )
+    enc_outputs, enc_valid_lens, cache = state
+    return enc_outputs, enc_valid_lens, list(cache)
+
+
+class TransformerDecoderBlock(_SwitchesImpl):
+    """Decoder block ``i``: causal self-attention, cross-attention, FFN, each in an AddNorm.
+
+    ``TransformerDecoderBlock(num_hiddens, ffn_num_hiddens, num_heads, dropout, i)``
+    with d2l's parameter names (``attention1``, ``addnorm1``, ``attention2``,
+    ``addnorm2``, ``ffn``, ``addnorm3``). ``i`` is the block's index in the decoder: its
+    entry in the state's cache.
+
+    Forward ``(X (B, Tt, D), state) -> (Y (B, Tt, D), new_state)`` with ``state =
+    [enc_outputs (B, Ts, D), enc_valid_lens (B,) or None, cache]`` (see the module's
+    docstring). X holds the Tt positions after the T_past cached ones; each attends to
+    the cached positions and to itself and the earlier new ones, never to later ones,
+    in training and in evaluation alike. The given state is not modified.
+    """
+
+    def __init__(
+        self,
+        num_hiddens: int,
+        ffn_num_hiddens: int,
+        num_heads: int,
+        dropout: float,
+        i: int,
+        use_bias: bool = False,
+        norm_first: bool = False,
+        impl: str = "manual",
+    ) -> None:
+        super().__init__()
+        _check_int("i", i, minimum=0)
+        _check_bool("norm_first", norm_first)
+        self.i, self.norm_first = i, norm_first
+        self.attention1 = _attention(num_hiddens, num_heads, dropout, use_bias, impl)
+        self.addnorm1 = AddNorm(num_hiddens, dropout)
+        self.attention2 = _attention(num_hiddens, num_heads, dropout, use_bias, impl)
+        self.addnorm2 = AddNorm(num_hiddens, dropout)
+        self.ffn = PositionWiseFFN(ffn_num_hiddens, num_hiddens, num_hiddens)
+        self.addnorm3 = AddNorm(num_hiddens, dropout)
+
+    def forward(self, X: Tensor, state: list) -> tuple[Tensor, list]:
+        enc_outputs, enc_valid_lens, cache = _check_state(state, None)
+        if self.i >= len(cache):
+            raise ValueError(f"block {self.i} has no entry in a cache of {len(cache)} blocks")
+        past = cache[self.i]
+        new_kv: list[tuple[Tensor, Tensor]] = []
+
+        def self_attention(h: Tensor) -> Tensor:  # h (B, Tt, D): the new positions
+            mha = self.attention1
+            K, V = mha.W_k(h), mha.W_v(h)  # (B, Tt, D) each
+            if past is not None:  # prepend the cached positions: (B, T_past + Tt, D)
+                K, V = torch.cat([past[0], K], dim=1), torch.cat([past[1], V], dim=1)
+            new_kv.append((K, V))
+            return _causal_self_attention(mha, mha.W_q(h), K, V)
+
+        Y = _sublayer(self.addnorm1, X, self_attention, self.norm_first)
+        Z = _sublayer(self.addnorm2, Y, lambda h: self.attention2(h, enc_outputs, enc_outputs, enc_valid_lens),
+                      self.norm_first)
+        cache[self.i] = new_kv[0]
+        return _sublayer(self.addnorm3, Z, self.ffn, self.norm_first), [enc_outputs, enc_valid_lens, cache]
+
+
+class TransformerDecoder(_SwitchesImpl):
+    """Transformer decoder: target tokens (B, Tt) and a state -> logits (B, Tt, V) and the new state.
+
+    ``TransformerDecoder(vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks,
+    dropout)`` with d2l's parameter names (``embedding``, ``pos_encoding``,
+    ``blks.block0`` ..., ``dense``). ``init_state(enc_outputs (B, Ts, D), enc_valid_lens
+    (B,) or None)`` makes the state; ``forward(X, state)`` decodes X, the target
+    positions after those already in the state's cache, so that
+
+    * teacher forcing: ``decoder(tgt_in, decoder.init_state(...))`` in one call, and
+    * generation: one token per call, passing back the returned state,
+
+    give the same logits (the model is causal in every mode). The state given is not
+    modified. See the module's docstring for the cache.
+
+    Options: ``use_bias`` (attention projections), ``norm_first`` (pre-norm, with a final
+    LayerNorm ``norm``), ``tie_weights`` (the output layer's weight *is* the embedding
+    matrix, ``dense.weight is embedding.weight``; ``dense`` keeps its own bias),
+    ``embedding`` (an existing ``nn.Embedding(vocab_size, num_hiddens)`` to share, e.g.
+    the encoder's), ``impl`` and ``max_len`` (the most target positions, cache included).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_hiddens: int,
+        ffn_num_hiddens: int,
+        num_heads: int,
+        num_blks: int,
+        dropout: float,
+        use_bias: bool = False,
+        norm_first: bool = False,
+        tie_weights: bool = False,
+        embedding: nn.Embedding | None = None,
+        impl: str = "manual",
+        max_len: int = 1000,
+    ) -> None:
+        super().__init__()
+        _check_int("vocab_size", vocab_size)
+        _check_int("num_blks", num_blks)
+        _check_bool("norm_first", norm_first)
+        _check_bool("tie_weights", tie_weights)
+        self.num_hiddens, self.num_blks, self.norm_first = num_hiddens, num_blks, norm_first
+        self.embedding = _embedding(embedding, vocab_size, num_hiddens)
+        self.pos_encoding = PositionalEncoding(num_hiddens, dropout, max_len)
+        self.blks = nn.Sequential()
+        for i in range(num_blks):
+            self.blks.add_module(f"block{i}", TransformerDecoderBlock(
+                num_hiddens, ffn_num_hiddens, num_heads, dropout, i, use_bias, norm_first, impl))
+        if norm_first:
+            self.norm = nn.LayerNorm(num_hiddens)
+        self.dense = nn.Linear(num_hiddens, vocab_size)
+        if tie_weights:  # one (V, D) matrix: row v embeds token v and scores token v
+            self.dense.weight = self.embedding.weight
+
+    @property
+    def tie_weights(self) -> bool:
+        """Whether the output layer's weight is the embedding matrix."""
+        return self.dense.weight is self.embedding.weight
+
+    def init_state(self, enc_outputs: Tensor, enc_valid_lens: Tensor | None = None, *args) -> list:
+        """``[enc_outputs (B, Ts, D), enc_valid_lens (B,) or None, [None] * num_blks]``: nothing decoded yet."""
+        if not isinstance(enc_outputs, Tensor) or enc_outputs.dim() != 3 or enc_outputs.shape[-1] != self.num_hiddens:
+            raise ValueError(
+                f"init_state expects the encoder's outputs (B, Ts, {self.num_hiddens}), got "
+                f"{getattr(enc_outputs, 'shape', type(enc_outputs).__name__)} (an RNN encoder's (outputs, state) "
+                "pair does not fit a Transformer decoder)"
+            )
+        return [enc_outputs, enc_valid_lens, [None] * self.num_blks]
+
+    @staticmethod
+    def cache_length(state: list) -> int:
+        """Number of target positions already in the state's cache: the position of the next token."""
+        first = state[2][0]
+        return 0 if first is None else first[0].shape[1]
+
+    def forward(self, X: Tensor, state: list) -> tuple[Tensor, list]:
+        _check_tokens(X, "TransformerDecoder")
+        _check_state(state, self.num_blks)
+        start, T, max_len = self.cache_length(state), X.shape[1], self.pos_encoding.max_len
+        if start + T > max_len:
+            raise ValueError(
+                f"{start} cached + {T} new target positions exceed the positional encoding's max_len={max_len}; "
+                "build the decoder with a larger max_len"
+            )
+        P = self.pos_encoding.P[:, start : start + T]  # (1, T, D): positions start .. start + T - 1, not 0 .. T - 1
+        X = self.embedding(X) * math.sqrt(self.num_hiddens) + P.to(self.embedding.weight.dtype)
+        X = self.pos_encoding.dropout(X)  # (B, T, D)
+        for blk in self.blks:
+            X, state = blk(X, state)
+        if self.norm_first:
+            X = self.norm(X)
+        return self.dense(X), state  # (B, T, V)
+
+    @property
+    def attention_weights(self) -> list[list[Tensor]]:
+        """Weights of the last call (teaching path), d2l's layout: ``[self_attention, cross_attention]``.
+
+        ``attention_weights[0][i]`` is block i's self-attention (B, H, Tq, T_past + Tq),
+        ``attention_weights[1][i]`` its cross-attention over the source (B, H, Tq, Ts).
+        """
+        return [[blk.attention1.attention_weights for blk in self.blks],
+                [blk.attention2.attention_weights for blk in self.blks]]
+
+    @property
+    def cross_attention_weights(self) -> Tensor:
+        """The last block's cross-attention weights of the last call, averaged over heads: (B, Tq, Ts).
+
+        One row per target position, one column per source token: the alignment that
+        chapter 3's plots show for the RNN decoder (teaching path only).
+        """
+        return self.blks[-1].attention2.attention_weights.mean(dim=1)
+
+
+def build_transformer(
+    src_vocab_size: int,
+    tgt_vocab_size: int,
+    num_hiddens: int,
+    ffn_num_hiddens: int,
+    num_heads: int,
+    num_blks: int,
+    dropout: float,
+    *,
+    use_bias: bool = False,
+    norm_first: bool = False,
+    tie_weights: bool = False,
+    shared_embedding: bool = False,
+    impl: str = "manual",
+    max_len: int = 1000,
+):
+    """An encoder-decoder Transformer: ``course_lib.seq2seq.EncoderDecoder(encoder, decoder)``.
+
+    ``model(src (B, Ts), tgt_in (B, Tt), src_valid_len (B,)) -> logits (B, Tt, V)``;
+    ``greedy_decode`` and ``beam_search`` of ``course_lib.seq2seq`` work with it.
+    ``tie_weights``: the decoder's output layer uses the target embedding matrix.
+    ``shared_embedding``: one embedding for source and target (needs one shared
+    vocabulary, ``src_vocab_size == tgt_vocab_size``), as in Vaswani et al. (2017), who
+    also tie it to the output layer. Build it on the meta device (``with
+    torch.device("meta"):``) to count parameters without allocating them.
+    """
+    from course_lib.seq2seq import EncoderDecoder  # the chapter 3 container
+
+    _check_bool("shared_embedding", shared_embedding)
+    if shared_embedding and src_vocab_size != tgt_vocab_size:
+        raise ValueError(
+            f"shared_embedding needs one vocabulary for source and target, got sizes {src_vocab_size} and {tgt_vocab_size}"
+        )
+    encoder = TransformerEncoder(src_vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks, dropout,
+                                 use_bias, norm_first, impl, max_len)
+    decoder = TransformerDecoder(tgt_vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks, dropout,
+                                 use_bias, norm_first, tie_weights, encoder.embedding if shared_embedding else None,
+                                 impl, max_len)
+    return EncoderDecoder(encoder, decoder)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (scalars) of ``model``, each shared tensor counted once.
+
+    Works on the meta device. Lazy layers have no size before their first call: run one
+    forward pass first (or give their input sizes), else a ValueError.
+    """
+    total = 0
+    for name, p in model.named_parameters():  # named_parameters() yields a shared tensor once
+        if isinstance(p, nn.parameter.UninitializedParameter):
+            raise ValueError(f"parameter {name!r} is not materialized yet (a lazy layer): run one forward pass first")
+        if p.requires_grad or not trainable_only:
+            total += p.numel()
+    return total
+
+
+__all__ = [
+    "AddNorm",
+    "PositionWiseFFN",
+    "TransformerDecoder",
+    "TransformerDecoderBlock",
+    "TransformerEncoder",
+    "TransformerEncoderBlock",
+    "VASWANI_2017",
+    "build_transformer",
+    "count_parameters",
+]
