@@ -459,14 +459,16 @@ class TransformerDecoder(_SwitchesImpl):
         return [[blk.attention1.attention_weights for blk in self.blks],
                 [blk.attention2.attention_weights for blk in self.blks]]
 
-    @property
-    def cross_attention_weights(self) -> Tensor:
-        """The last block's cross-attention weights of the last call, averaged over heads: (B, Tq, Ts).
+    def step_alignment(self) -> Tensor | None:
+        """Attention over the source at the last position of the last call, (B, Ts); None on the fused path.
 
-        One row per target position, one column per source token: the alignment that
-        chapter 3's plots show for the RNN decoder (teaching path only).
+        The last block's cross-attention weights averaged over its heads: the alignment
+        that ``course_lib.decoding.greedy_decode`` collects, one row per output token,
+        for the plots of chapter 3.
         """
-        return self.blks[-1].attention2.attention_weights.mean(dim=1)
+        if self.blks[-1].attention2.impl != "manual":
+            return None
+        return self.blks[-1].attention2.attention_weights[:, :, -1].mean(dim=1)  # (B, H, Ts) -> (B, Ts)
 
 
 def build_transformer(
@@ -488,7 +490,8 @@ def build_transformer(
     """An encoder-decoder Transformer: ``course_lib.seq2seq.EncoderDecoder(encoder, decoder)``.
 
     ``model(src (B, Ts), tgt_in (B, Tt), src_valid_len (B,)) -> logits (B, Tt, V)``;
-    ``greedy_decode`` and ``beam_search`` of ``course_lib.seq2seq`` work with it.
+    ``greedy_decode``, ``translate`` and ``beam_search`` of ``course_lib.decoding`` work
+    with it (one token per decoder call, using the cache).
     ``tie_weights``: the decoder's output layer uses the target embedding matrix.
     ``shared_embedding``: one embedding for source and target (needs one shared
     vocabulary, ``src_vocab_size == tgt_vocab_size``), as in Vaswani et al. (2017), who

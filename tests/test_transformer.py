@@ -37,7 +37,7 @@ from course_lib import (
     build_transformer,
     count_parameters,
 )
-from course_lib.seq2seq import EncoderDecoder, beam_search, greedy_decode
+from course_lib.decoding import beam_search, greedy_decode, translate
 from course_lib.text import BOS, EOS, Vocab
 
 B, TS, TT, D, F, H, V = 3, 7, 6, 16, 32, 4, 23
@@ -336,8 +336,9 @@ def test_attention_weights_for_plots():
         assert w.shape == (B, H, TT, TS)
         assert torch.all(w[1, :, :, 3:] == 0)  # sequence 1 has 3 real source tokens
         torch.testing.assert_close(w.sum(-1), torch.ones(B, H, TT))
-    torch.testing.assert_close(model.decoder.cross_attention_weights, cross_w[-1].mean(1))
+    torch.testing.assert_close(model.decoder.step_alignment(), cross_w[-1][:, :, -1].mean(1))  # (B, Ts)
     model.decoder.impl = "sdpa"
+    assert model.decoder.step_alignment() is None
     with pytest.raises(RuntimeError, match="manual"):
         model.decoder.attention_weights
 
@@ -396,7 +397,7 @@ def test_paper_configurations_build_on_the_meta_device(size, paper):
     assert abs(n - paper) / paper < 0.035
 
 
-def test_greedy_decode_and_beam_search_of_chapter_3_work_and_match_a_full_recompute():
+def test_decoding_functions_of_chapter_3_work_and_match_a_full_recompute():
     torch.manual_seed(7)
     words = "the cat sat on a mat with one hat".split()
     src_vocab, tgt_vocab = Vocab(words), Vocab(words[::-1] + ["le", "chat"])
@@ -404,15 +405,22 @@ def test_greedy_decode_and_beam_search_of_chapter_3_work_and_match_a_full_recomp
     with torch.no_grad():  # make <eos> unlikely, so that the decoding runs all its steps
         model.decoder.dense.bias[tgt_vocab[EOS]] = -100.0
     sentence = ["the", "cat", "sat"]
-    out, _ = greedy_decode(model, sentence, src_vocab, tgt_vocab, max_steps=8)
+    out, alignment = greedy_decode(model, sentence, src_vocab, tgt_vocab, max_steps=8)
     src = torch.tensor([src_vocab[sentence] + [src_vocab[EOS]]])
     ids = [tgt_vocab[BOS]]
     with torch.no_grad():
         for _ in range(8):  # no cache: the whole prefix again at every step
             ids.append(int(model(src, torch.tensor([ids]), torch.tensor([src.shape[1]]))[0, -1].argmax()))
     assert out == tgt_vocab.to_tokens(ids[1:])
+    assert alignment.shape == (8, 4)  # output steps, source tokens + <eos>
+    torch.testing.assert_close(alignment.sum(-1), torch.ones(8))
+    others = [["a", "mat"], ["one", "hat", "with", "the", "cat"]]
+    assert translate(model, [sentence] + others, src_vocab, tgt_vocab, max_steps=8, batch_size=2) == \
+        [out] + [greedy_decode(model, s, src_vocab, tgt_vocab, max_steps=8)[0] for s in others]
     assert beam_search(model, sentence, src_vocab, tgt_vocab, beam_size=1, max_steps=8) == out
     assert len(beam_search(model, sentence, src_vocab, tgt_vocab, beam_size=3, max_steps=8)) == 8
+    model.decoder.impl = "sdpa"  # no weights on the fused path: the same tokens, no alignment
+    assert greedy_decode(model, sentence, src_vocab, tgt_vocab, max_steps=8) == (out, None)
 
 
 # -------------------------------------------------------------------------------- errors
