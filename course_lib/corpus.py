@@ -33,7 +33,7 @@ from course_lib.corpus_grammar import (  # noqa: F401  (re-exported: the grammar
     elide,
     noun_phrase,
 )
-from course_lib.corpus_lexicon import AMBIGUOUS, TOPICS
+from course_lib.corpus_lexicon import AMBIGUOUS, SENSE_TOPIC, TOPICS
 
 if TYPE_CHECKING:
     from course_lib.text import Vocab
@@ -204,15 +204,12 @@ class Corpus:
         grammar = Grammar(rng)
         wanted = {(w, sense) for w, senses in AMBIGUOUS.items() for sense in senses}
         found: dict[tuple[str, str], dict[tuple[str, ...], Sentence]] = {k: {} for k in wanted}
-        topic_of = {"money": "finance", "river": "nature", "animal": "animals", "sports": "sports",
-                    "company": "technology", "fruit": "food", "tool": "woodworking", "time": "technology",
-                    "lamp": "technology", "weight": "sports"}
         for _ in range(400 * per_sense):
             missing = [k for k in sorted(wanted) if len(found[k]) < per_sense]
             if not missing:
                 break
             word, sense = missing[rng.randrange(len(missing))]
-            s = grammar.sentence(topic_of.get(sense, rng.choice(TOPICS)))
+            s = grammar.sentence(SENSE_TOPIC.get(sense, rng.choice(TOPICS)))  # the draw is always made
             if s.en in train or not decidable(s):
                 continue
             for _, w, sn in s.senses:

@@ -16,6 +16,7 @@ from course_lib.corpus_lexicon import (
     PLACES,
     PREPOSITIONS,
     PRONOUNS,
+    SENSE_TOPIC,
     TOPICS,
     VERBS,
     Adjective,
@@ -336,7 +337,7 @@ def decidable(sentence: Sentence) -> bool:
     for i, word, sense in sentence.senses:
         key = f"{word}/{sense}"
         if key in NEEDS_CUE:
-            topic = {"money": "finance", "river": "nature", "animal": "animals", "sports": "sports"}[sense]
+            topic = SENSE_TOPIC[sense]
             if not (words - {word}) & TOPIC_CUES[topic]:
                 return False
     return True

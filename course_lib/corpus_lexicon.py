@@ -232,6 +232,28 @@ AMBIGUOUS = {
     "light": {"weight": "léger", "lamp": "lumière"},
 }
 
+# The topic whose words decide each sense (probe sentences about that topic; cue words).
+# The verbs "saw" (see) and "watch" (look) belong to no topic: their sense shows in the
+# grammar (a verb after the subject), not in the words around them.
+SENSE_TOPIC = {
+    "fruit": "food", "company": "technology", "tool": "woodworking", "money": "finance", "river": "nature",
+    "animal": "animals", "sports": "sports", "time": "technology", "weight": "sports", "lamp": "technology",
+}
+
+
+def french_forms(word: str) -> set[str]:
+    """Every inflected form of a French word of the lexicon: noun plurals, the four forms of
+    an adjective, the persons of a verb, and the agreeing forms of a past participle."""
+    forms = {word}
+    forms |= {n.fr_pl for n in NOUNS if n.fr == word}
+    forms |= {f for a in ADJECTIVES if word in a.fr for f in a.fr}
+    forms |= {f for v in VERBS if word in v.fr for f in v.fr}
+    for v in VERBS:
+        if v.participle == word:  # agreement with a preceding direct object: vu, vue, vus, vues
+            forms |= {word + ending for ending in ("e", "s", "es")}
+    return forms
+
+
 # Pronoun subjects: English, French, person index into Verb.fr (0 je, 1 il/elle, 2 nous, 3 ils/elles).
 PRONOUNS = (("i", "je", 0), ("he", "il", 1), ("she", "elle", 1), ("we", "nous", 2), ("they", "ils", 3))
 
