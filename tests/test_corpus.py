@@ -242,3 +242,16 @@ def test_idiomatic_choices_from_the_fluent_review(sentences):
         assert not re.search(r"\bpas (de|d') (\S+ ){1,3}?(qui|que|qu')\b", text), text
         assert not re.search(r"\b(ma|mes|mon) (\S+ )?(femmes?|hommes?)\b", text), text
         assert not re.search(r"\b(grands? (\S+ )?hommes?|bonnes? (\S+ )?femmes?|bons? (\S+ )?hommes?)\b", text), text
+
+
+def test_french_forms_cover_every_inflection_of_a_lexicon_word():
+    from course_lib.corpus_lexicon import ADJECTIVES, NOUNS, SENSE_TOPIC, TOPICS, french_forms
+
+    assert french_forms("vu") == {"vu", "vue", "vus", "vues"}  # the participle agrees with a preceding object
+    assert french_forms("scie") == {"scie", "scies"}
+    adjective = next(a for a in ADJECTIVES if not a.before)
+    assert french_forms(adjective.fr[0]) == set(adjective.fr)
+    assert {"regarde", "regardons", "regardent"} <= french_forms("regarde")
+    assert french_forms("apple") == {"apple"}  # the company: no article, no plural
+    assert all(n.fr_pl in french_forms(n.fr) for n in NOUNS)
+    assert set(SENSE_TOPIC.values()) <= set(TOPICS)
