@@ -26,13 +26,15 @@ encoding of the t-th token P[t] (d2l's gives every single-token step position 0)
 **Decoder state and cache.** ``init_state(enc_outputs, enc_valid_lens)`` returns
 ``[enc_outputs (B, Ts, D), enc_valid_lens (B,) or None, cache]``, d2l's layout; ``cache``
 is a list with one entry per block, None before the first call. After a call, block i's
-entry ``cache[i]`` is a pair ``(K, V)``, each (B, T_past, D): the keys ``X W_k`` and
-values ``X W_v`` of its self-attention for every target position seen so far (before
-the split into heads). d2l keeps in ``state[2][i]`` the block's *inputs* X (B, T_past, D)
-and projects all of them again at every step; keeping the projections does that work
-once. The number of cached positions is the position of the next token. The decoder
-never changes the state it is given: ``forward`` returns a new list (the tensors are
-shared), so a beam search may continue several hypotheses from the same state.
+entry ``cache[i]`` is a :class:`BlockCache` ``(keys, values, src_keys, src_values)``:
+``keys`` = X W_k and ``values`` = X W_v (B, T_past, D) of its self-attention for every
+target position seen so far, and the cross-attention's keys and values of the source
+(B, Ts, D), projected at the first call and reused after. d2l keeps in ``state[2][i]``
+the block's *inputs* X (B, T_past, D) and projects all of them, and the whole source,
+again at every step; keeping the projections does that work once. The number of cached
+positions is the position of the next token. The decoder never changes the state it
+is given: ``forward`` returns a new list (the tensors are shared), so a beam search may
+continue several hypotheses from the same state.
 
 **Pre-norm.** ``norm_first=True`` moves each LayerNorm to the input of its sublayer,
 ``X + dropout(sublayer(ln(X)))`` (as ``torch.nn.TransformerEncoderLayer(norm_first=True)``),
@@ -55,13 +57,14 @@ when ``norm_first=False``; ours only with ``norm_first=True``.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib.attention_scoring import IMPLEMENTATIONS, fused_dot_product_attention
-from course_lib.masking import causal_mask
+from course_lib.masking import causal_mask, combine_masks
 from course_lib.multihead_attention import MultiHeadAttention, merge_heads, split_heads, transpose_output, transpose_qkv
 from course_lib.positional_encoding import PositionalEncoding
 
@@ -258,26 +261,46 @@ def _embedding(embedding: nn.Embedding | None, vocab_size: int, num_hiddens: int
     return embedding
 
 
-def _causal_self_attention(mha: MultiHeadAttention, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """MultiHeadAttention after its input projections, with causal masking; (B, Tq, D) -> (B, Tq, D).
+class BlockCache(NamedTuple):
+    """What decoder block i keeps between calls, ``state[2][i]`` (all (B, ., D), before the split into heads)."""
 
-    ``q`` (B, Tq, D) are the projected queries of the last Tq positions, ``k`` and ``v``
-    (B, Tk, D) the projected keys and values of all Tk >= Tq positions so far (the
-    cache, then the new ones): query i may attend to keys 0 .. i + Tk - Tq. The same
-    computation as ``mha(X, X, X, attn_mask=causal_mask(T))`` when Tq = Tk = T.
+    keys: Tensor  #: (B, T_past, D) self-attention keys X W_k of every target position so far
+    values: Tensor  #: (B, T_past, D) self-attention values X W_v
+    src_keys: Tensor  #: (B, Ts, D) cross-attention keys enc_outputs W_k, projected once per source
+    src_values: Tensor  #: (B, Ts, D) cross-attention values enc_outputs W_v
+
+
+def _attend(
+    mha: MultiHeadAttention, q: Tensor, k: Tensor, v: Tensor, valid_lens: Tensor | None = None, causal: bool = False
+) -> Tensor:
+    """MultiHeadAttention after its input projections: (B, Tq, D) -> (B, Tq, D).
+
+    ``q`` (B, Tq, D) are projected queries, ``k`` and ``v`` (B, Tk, D) projected keys and
+    values (e.g. cached ones followed by new ones). ``valid_lens`` (B,) masks padded
+    keys; ``causal`` makes the queries the *last* Tq of the Tk positions, query i seeing
+    keys 0 .. i + Tk - Tq. The same computation as ``mha(queries, keys, values,
+    valid_lens, attn_mask)`` when q, k, v are ``mha.W_q(queries)``, ``mha.W_k(keys)``,
+    ``mha.W_v(values)``; on the teaching path the weights are kept in ``mha``.
     """
-    H, Tq, Tk = mha.num_heads, q.shape[1], k.shape[1]
+    H, B, Tq, Tk = mha.num_heads, q.shape[0], q.shape[1], k.shape[1]
+    if causal and Tk < Tq:
+        raise ValueError(f"causal attention needs at least as many keys as queries, got Tq={Tq} and Tk={Tk}")
+    needs_causal_mask = causal and Tq > 1  # the newest position alone sees every key
     if mha.impl == "sdpa":
         p = mha.attention.dropout_p if mha.training else 0.0
         qh, kh, vh = split_heads(q, H), split_heads(k, H), split_heads(v, H)  # (B, H, Tq, Dh), (B, H, Tk, Dh) x 2
-        if Tq == 1:  # the newest position sees every key: no mask at all
-            out = F.scaled_dot_product_attention(qh, kh, vh, dropout_p=p)
-        elif Tq == Tk:  # no cache: the kernel's own causal masking (no row is fully masked)
-            out = F.scaled_dot_product_attention(qh, kh, vh, dropout_p=p, is_causal=True)
+        if valid_lens is None and (not needs_causal_mask or Tq == Tk):  # the kernel's own causal masking, or none
+            out = F.scaled_dot_product_attention(qh, kh, vh, dropout_p=p, is_causal=needs_causal_mask)
         else:
-            out = fused_dot_product_attention(qh, kh, vh, causal_mask(Tq, Tk, device=q.device), dropout_p=p)
+            causal_part = causal_mask(Tq, Tk, device=q.device) if needs_causal_mask else None
+            mask = combine_masks(torch.Size((B, Tq, Tk)), valid_lens, causal_part)  # (B or 1, Tq or 1, Tk) or (Tq, Tk)
+            mask = mask.expand(torch.broadcast_shapes(mask.shape, (B, 1, 1)))  # (B, Tq or 1, Tk)
+            out = fused_dot_product_attention(qh, kh, vh, mask.unsqueeze(1), dropout_p=p)  # same mask for every head
         return mha.W_o(merge_heads(out))  # (B, H, Tq, Dh) -> (B, Tq, D) -> (B, Tq, D)
-    mask = causal_mask(Tq, Tk, device=q.device)  # (Tq, Tk), the same for every sequence and head
+    causal_part = causal_mask(Tq, Tk, device=q.device) if needs_causal_mask else None
+    mask = combine_masks(torch.Size((B, Tq, Tk)), valid_lens, causal_part)  # None, (Tq, Tk) or (B, Tq or 1, Tk)
+    if mask is not None and mask.dim() == 3:
+        mask = mask.repeat_interleave(H, dim=0)  # (B * H, Tq or 1, Tk): row b * H + h is head h of sequence b
     out = mha.attention(transpose_qkv(q, H), transpose_qkv(k, H), transpose_qkv(v, H), attn_mask=mask)
     return mha.W_o(transpose_output(out, H))  # (B * H, Tq, Dh) -> (B, Tq, D) -> (B, Tq, D)
 
@@ -337,21 +360,27 @@ class TransformerDecoderBlock(_SwitchesImpl):
         enc_outputs, enc_valid_lens, cache = _check_state(state, None)
         if self.i >= len(cache):
             raise ValueError(f"block {self.i} has no entry in a cache of {len(cache)} blocks")
-        past = cache[self.i]
+        past: BlockCache | None = cache[self.i]
+        a1, a2 = self.attention1, self.attention2
+        if past is None:  # the source's keys and values for cross-attention: projected once, reused at every step
+            src_keys, src_values = a2.W_k(enc_outputs), a2.W_v(enc_outputs)  # (B, Ts, D) each
+        else:
+            src_keys, src_values = past.src_keys, past.src_values
         new_kv: list[tuple[Tensor, Tensor]] = []
 
         def self_attention(h: Tensor) -> Tensor:  # h (B, Tt, D): the new positions
-            mha = self.attention1
-            K, V = mha.W_k(h), mha.W_v(h)  # (B, Tt, D) each
+            K, V = a1.W_k(h), a1.W_v(h)  # (B, Tt, D) each
             if past is not None:  # prepend the cached positions: (B, T_past + Tt, D)
-                K, V = torch.cat([past[0], K], dim=1), torch.cat([past[1], V], dim=1)
+                K, V = torch.cat([past.keys, K], dim=1), torch.cat([past.values, V], dim=1)
             new_kv.append((K, V))
-            return _causal_self_attention(mha, mha.W_q(h), K, V)
+            return _attend(a1, a1.W_q(h), K, V, causal=True)
+
+        def cross_attention(h: Tensor) -> Tensor:  # queries from the target, keys and values from the source
+            return _attend(a2, a2.W_q(h), src_keys, src_values, valid_lens=enc_valid_lens)
 
         Y = _sublayer(self.addnorm1, X, self_attention, self.norm_first)
-        Z = _sublayer(self.addnorm2, Y, lambda h: self.attention2(h, enc_outputs, enc_outputs, enc_valid_lens),
-                      self.norm_first)
-        cache[self.i] = new_kv[0]
+        Z = _sublayer(self.addnorm2, Y, cross_attention, self.norm_first)
+        cache[self.i] = BlockCache(*new_kv[0], src_keys, src_values)
         return _sublayer(self.addnorm3, Z, self.ffn, self.norm_first), [enc_outputs, enc_valid_lens, cache]
 
 
@@ -429,7 +458,7 @@ class TransformerDecoder(_SwitchesImpl):
     def cache_length(state: list) -> int:
         """Number of target positions already in the state's cache: the position of the next token."""
         first = state[2][0]
-        return 0 if first is None else first[0].shape[1]
+        return 0 if first is None else first.keys.shape[1]
 
     def forward(self, X: Tensor, state: list) -> tuple[Tensor, list]:
         _check_tokens(X, "TransformerDecoder")
@@ -530,6 +559,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 __all__ = [
     "AddNorm",
+    "BlockCache",
     "PositionWiseFFN",
     "TransformerDecoder",
     "TransformerDecoderBlock",

@@ -159,7 +159,7 @@ def test_decoder_block_and_decoder_match_d2l_training_mode(d2l):
         getattr(ours, mode)()
         Y, state = ours(X, [memory, VALID, [None]])
         torch.testing.assert_close(Y, expected)
-        assert state[2][0][0].shape == (B, TT, D)
+        assert state[2][0].keys.shape == (B, TT, D)
 
     tgt = tokens(TT, seed=1)
     theirs = D2LDecoder(d2l, V, D, F, H, 2)
@@ -299,8 +299,11 @@ def test_decoding_with_the_cache_equals_one_pass_over_the_target(impl, norm_firs
         logits, new_state = dec(tgt[:, start : start + n], state)
         assert [entry for entry in state[2]] == before  # the given state is not modified
         assert TransformerDecoder.cache_length(new_state) == start + n
-        for K, Vv in new_state[2]:
-            assert K.shape == Vv.shape == (B, start + n, D)
+        for i, entry in enumerate(new_state[2]):
+            assert entry.keys.shape == entry.values.shape == (B, start + n, D)
+            assert entry.src_keys.shape == entry.src_values.shape == (B, TS, D)
+            if start:  # the source is projected at the first call only
+                assert entry.src_keys is state[2][i].src_keys and entry.src_values is state[2][i].src_values
         pieces.append(logits)
         state, start = new_state, start + n
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=1e-5)
