@@ -43,7 +43,9 @@ paper's and d2l's, and has d2l's state dict (no ``norm``).
 
 **Two attention paths.** ``impl="manual"`` (teaching path) keeps every head's weights
 for plots (``attention_weights``); ``impl="sdpa"`` uses PyTorch's fused kernel. Same
-parameters, same results; switch with ``model.impl = "sdpa"``.
+parameters, same results. Every block, encoder and decoder has an ``impl`` property that
+sets the path of all its attention layers: for a whole model,
+``model.encoder.impl = model.decoder.impl = "sdpa"``.
 
 **Matching PyTorch.** ``torch.nn.TransformerEncoderLayer`` and ``TransformerDecoderLayer``
 (ReLU, ``batch_first=True``) compute the same function as our blocks with
@@ -68,10 +70,11 @@ from course_lib.masking import causal_mask, combine_masks
 from course_lib.multihead_attention import MultiHeadAttention, merge_heads, split_heads, transpose_output, transpose_qkv
 from course_lib.positional_encoding import PositionalEncoding
 
-#: Table 3 of Vaswani et al. (2017): sizes of the base and big models. The paper shares
-#: one vocabulary of about 37,000 byte-pair tokens between English and German, and one
+#: Table 3 of Vaswani et al. (2017): sizes of the base and big models (dropout: the big
+#: model's English-German value; 0.1 for English-French). For English-German the paper
+#: shares one vocabulary of about 37,000 byte-pair tokens between the languages, and one
 #: embedding matrix between the encoder, the decoder and the output layer.
-VASWANI_2017: dict[str, dict[str, float]] = {
+VASWANI_2017: dict[str, dict[str, int | float]] = {
     "base": dict(num_hiddens=512, ffn_num_hiddens=2048, num_heads=8, num_blks=6, dropout=0.1),
     "big": dict(num_hiddens=1024, ffn_num_hiddens=4096, num_heads=16, num_blks=6, dropout=0.3),
 }
@@ -123,7 +126,7 @@ class AddNorm(nn.Module):
 
     ``AddNorm(norm_shape, dropout)`` as in d2l 1.0.3; X is the sublayer's input, Y its
     output. ``eps`` is LayerNorm's (1e-5, PyTorch's default everywhere). In a pre-norm
-    block the same ``ln`` normalizes the sublayer's input instead (see :func:`_sublayer`).
+    block the same ``ln`` normalizes the sublayer's input instead (see ``_sublayer``).
     """
 
     def __init__(self, norm_shape: int | list[int] | tuple[int, ...], dropout: float, eps: float = 1e-5) -> None:
