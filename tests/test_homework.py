@@ -1,14 +1,18 @@
 """Homework: generation, self-checks, and grading without containers (Otter-Grader 7).
 
 For every master notebook in book/homework/: the student version has no solutions and
-carries only public tests; its self-checks fail before and pass after answering; graded
-by the autograder, the master's solutions get full marks, the untouched student
-notebook zero, and a deliberately wrong answer fails the hidden test written to catch it.
+carries only public tests, in a tests folder of its own; its self-checks fail before and
+pass after answering. Graded by the autograder, the master's solutions and correct
+answers written another way get full marks and the untouched student notebook zero.
+Every coding question has a slip table (tests/homework_slips/<homework>.py): each slip
+loses points on its question and the hidden tests' feedback names the mistake, and a
+trivial answer fails the public check.
 """
 
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import re
 import shutil
@@ -17,47 +21,45 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from otter.test_files import OKTestFile
 
 import tasks
 
 HOMEWORKS = [m.stem for m in tasks.homework_masters()]
-
-# One classic mistake per homework: (function, line to drop or (old, new), the question
-# whose hidden test must catch it, its failure message, questions that build on it).
-WRONG_ANSWERS = {
-    "hw01_attention_pooling": (
-        "loo_mse", "masked_fill", "q3", "loo_mse must predict each point from the OTHER points only", ()
-    ),
-    "hw02_attention_scoring": (
-        "my_masked_softmax",
-        ("torch.finfo(X.dtype).min", "-10.0"),
-        "q1",
-        "masked keys must get exactly zero weight, whatever the scores",
-        ("q2",),  # my_dot_product_attention calls my_masked_softmax
-    ),
-    "hw03_seq2seq_attention": (
-        "dot_product_context",
-        (" / math.sqrt(query.shape[-1])", ""),
-        "q1",
-        "scaled dot-product attention divides the scores by sqrt(H)",
-        (),
-    ),
-    "hw04_self_attention": (
-        "heads_to_batch",
-        "X = X.permute(0, 2, 1, 3)",  # reshape without moving the head axis: heads get mixed-up features
-        "q1",
-        "row b * num_heads + i must hold head i of sequence b",
-        ("q2",),  # multihead_self_attention calls heads_to_batch
-    ),
-}
-
-
-def test_every_homework_has_a_wrong_answer_case():
-    assert HOMEWORKS and set(HOMEWORKS) == set(WRONG_ANSWERS)
+TABLES = {hw: importlib.import_module(f"homework_slips.{hw}") for hw in HOMEWORKS}
 
 
 def master_cells(hw: str) -> list[dict]:
     return json.loads((tasks.HOMEWORK_DIR / f"{hw}.ipynb").read_text())["cells"]
+
+
+def coding_questions(hw: str) -> list[str]:
+    """The auto-graded questions of a master notebook (not the ``manual: true`` ones)."""
+    found = []
+    for cell in master_cells(hw):
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "raw" and src.startswith("# BEGIN QUESTION") and "manual: true" not in src:
+            found.append(re.search(r"^name:\s*(\w+)", src, re.M).group(1))
+    return found
+
+
+def slip_rounds(hw: str) -> list[dict[str, tuple]]:
+    """The slips grouped into submissions: round r holds the r-th slip of every question."""
+    slips = TABLES[hw].SLIPS
+    return [{q: table[r] for q, table in slips.items() if r < len(table)} for r in range(max(map(len, slips.values())))]
+
+
+def slip_cases() -> list[tuple[str, int, str]]:
+    return [(hw, r, q) for hw in HOMEWORKS for r, round_ in enumerate(slip_rounds(hw)) for q in round_]
+
+
+def test_every_coding_question_has_a_slip_table_and_alternatives():
+    assert HOMEWORKS
+    for hw in HOMEWORKS:
+        table, questions = TABLES[hw], coding_questions(hw)
+        assert questions and sorted(table.SLIPS) == sorted(questions) == sorted(table.TRIVIAL), hw
+        assert all(len(table.SLIPS[q]) >= 3 for q in questions), hw
+        assert set(table.ALTERNATIVES) == set(answer_functions(hw)), hw
 
 
 def solution_lines(hw: str) -> list[str]:
@@ -88,9 +90,23 @@ def code_sources(path: Path) -> str:
     return "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
 
 
+def answer_functions(hw: str) -> list[str]:
+    """Names of the functions students write: those defined in the master's solution cells."""
+    names = []
+    for cell in master_cells(hw):
+        src = "".join(cell["source"])
+        if cell["cell_type"] == "code" and "# BEGIN SOLUTION" in src:
+            names += re.findall(r"^def (\w+)\(", src, re.M)
+    return names
+
+
 @pytest.fixture(scope="module")
 def generated(homework_zips) -> dict[str, Path]:
     return {hw: tasks.HOMEWORK_BUILD / hw for hw in HOMEWORKS}
+
+
+def public_tests_dir(out: Path, hw: str) -> Path:
+    return out / "student" / "tests" / hw
 
 
 @pytest.mark.parametrize("hw", HOMEWORKS)
@@ -107,11 +123,26 @@ def test_generation_writes_student_version_without_solutions(generated, hw):
     hidden = hidden_test_names(hw)
     assert hidden and not [name for name in hidden if name in code], "hidden tests leaked"
     assert "PUBLIC_TESTS = {" in code  # the public tests travel inside the notebook
+    # ... and go to a folder of this homework's own, where its grader looks for them
+    assert f'otter.Notebook(tests_dir="tests/{hw}")' in code and f"os.makedirs('tests/{hw}'" in code
     questions = set(re.findall(r'^grader\.check\("(q\d+)"\)', code, re.M))
-    assert questions and {p.stem for p in (out / "student" / "tests").glob("q*.py")} == questions
+    assert questions == set(coding_questions(hw))
+    assert {p.stem for p in public_tests_dir(out, hw).glob("q*.py")} == questions
+    assert not list((out / "student" / "tests").glob("*.py"))
     nb = json.loads(student.read_text())
     written = [c for c in nb["cells"] if c["cell_type"] == "markdown" and "Type your answer here" in "".join(c["source"])]
     assert written, "the written questions' answers must be blanked"
+
+
+@pytest.mark.parametrize("hw", HOMEWORKS)
+def test_homework_page_states_points_and_what_is_checked(generated, hw):
+    """The student notebook says what each question is worth and what the checks cover."""
+    nb = json.loads((generated[hw] / "student" / f"{hw}.ipynb").read_text())
+    intro = "".join(nb["cells"][0]["source"])
+    assert "| points |" in intro and "public check" in intro and "hidden" in intro
+    total = sum(int(p) for p in re.findall(r"^\| \d+ \|[^|]*\| (\d+) \|", intro, re.M))
+    points = [int(p) for c in master_cells(hw) for p in re.findall(r"^points:\s*(\d+)", "".join(c["source"]), re.M)]
+    assert total == sum(points) > 0
 
 
 def run_notebook(path: Path, workdir: Path) -> nbformat.NotebookNode:
@@ -129,14 +160,31 @@ def check_outputs(nb) -> dict[str, str]:
     return out
 
 
-def answered_student_notebook(out: Path, hw: str, dest: Path) -> Path:
-    """The student notebook with every answer cell replaced by the master's solution cell."""
+def split_functions(source: str) -> dict[str, str]:
+    """Top-level functions of a cell, name -> source (lines before the first def go with it)."""
+    parts = re.split(r"(?m)^(?=def \w+\()", source.strip() + "\n")
+    if len(parts) > 1 and not parts[0].lstrip().startswith("def "):
+        parts = [parts[0] + parts[1], *parts[2:]]
+    return {re.match(r"\s*def (\w+)\(", p).group(1): p.strip() + "\n" for p in parts if p.strip()}
+
+
+def solution_functions(out: Path, hw: str) -> dict[str, str]:
     solution = nbformat.read(out / "autograder" / f"{hw}.ipynb", as_version=4)
-    by_def = {c.source.split("(")[0]: c.source for c in solution.cells if c.cell_type == "code" and c.source.startswith("def ")}
+    found = {}
+    for c in solution.cells:
+        if c.cell_type == "code" and c.source.startswith("def "):
+            found.update(split_functions(c.source))
+    return found
+
+
+def student_with_answers(out: Path, hw: str, answers: dict[str, str], dest: Path) -> Path:
+    """The student notebook, its answer cells filled with ``answers`` (function -> source)
+    and, for the other functions, the master's solutions."""
+    sources = {**solution_functions(out, hw), **answers}
     nb = nbformat.read(out / "student" / f"{hw}.ipynb", as_version=4)
     for c in nb.cells:
         if c.cell_type == "code" and "otter_answer_cell" in c.metadata.get("tags", []):
-            c.source = by_def[c.source.split("(")[0]]
+            c.source = "\n\n".join(sources[name].strip() for name in re.findall(r"^def (\w+)\(", c.source, re.M)) + "\n"
     nbformat.write(nb, dest)
     return dest
 
@@ -150,32 +198,48 @@ def test_self_checks_run_offline_in_the_student_notebook(generated, hw, tmp_path
     before = check_outputs(run_notebook(tmp_path / "empty" / f"{hw}.ipynb", tmp_path / "empty"))
     assert before and all("failed" in text.lower() for text in before.values()), before
     (tmp_path / "done").mkdir()
-    after = check_outputs(run_notebook(answered_student_notebook(out, hw, tmp_path / "done" / f"{hw}.ipynb"), tmp_path / "done"))
+    after = check_outputs(run_notebook(student_with_answers(out, hw, {}, tmp_path / "done" / f"{hw}.ipynb"), tmp_path / "done"))
     assert set(after) == set(before)
     assert all("passed" in text.lower() and "failed" not in text.lower() for text in after.values()), after
+    assert sorted(p.name for p in (tmp_path / "done" / "tests" / hw).glob("*.py")) == sorted(f"{q}.py" for q in after)
+
+
+PRELUDE = "import math\nimport torch\nimport torch.nn.functional as F\nimport course_lib\n"
+
+
+def public_check(out: Path, hw: str, question: str, answers: dict[str, str]) -> list[bool]:
+    """What ``grader.check(question)`` reports for these answers: one pass/fail per public test."""
+    env: dict = {}
+    exec(PRELUDE + "\n".join({**solution_functions(out, hw), **answers}.values()), env)
+    test = OKTestFile.from_file(str(public_tests_dir(out, hw) / f"{question}.py"))
+    test.run(env)
+    return [r.passed for r in test.test_case_results]
+
+
+@pytest.mark.parametrize("hw", HOMEWORKS)
+def test_trivial_answers_fail_the_public_check(generated, hw):
+    out = generated[hw]
+    for question, answers in TABLES[hw].TRIVIAL.items():
+        assert all(public_check(out, hw, question, {})), f"{question}: the solutions must pass"
+        assert not all(public_check(out, hw, question, answers)), f"{question}: a trivial answer passes the public check"
 
 
 @pytest.fixture(scope="module")
 def graded(generated, tmp_path_factory):
-    """Grade a correct, an empty and a wrong submission of every homework."""
+    """Grade, for every homework: the master's solutions, the untouched student notebook,
+    correct answers written another way, and one submission per round of slips."""
     results = {}
     for hw in HOMEWORKS:
         out = generated[hw]
         subs = tmp_path_factory.mktemp(f"{hw}-submissions")
         shutil.copy(out / "autograder" / f"{hw}.ipynb", subs / "correct.ipynb")  # the master's solutions
         shutil.copy(out / "student" / f"{hw}.ipynb", subs / "empty.ipynb")  # nothing answered
-        function, change, _, _, _ = WRONG_ANSWERS[hw]
-        wrong = nbformat.read(out / "autograder" / f"{hw}.ipynb", as_version=4)
-        cell = next(c for c in wrong.cells if c.cell_type == "code" and f"def {function}(" in c.source)
-        if isinstance(change, str):
-            new = "\n".join(line for line in cell.source.splitlines() if change not in line)
-        else:
-            new = cell.source.replace(*change)
-        assert new != cell.source
-        cell.source = new
-        nbformat.write(wrong, subs / "wrong.ipynb")
+        student_with_answers(out, hw, TABLES[hw].ALTERNATIVES, subs / "alternative.ipynb")
+        for r, round_ in enumerate(slip_rounds(hw)):
+            answers = {f: src for _, changed, _ in round_.values() for f, src in changed.items()}
+            student_with_answers(out, hw, answers, subs / f"slips_{r}.ipynb")
         grades = tmp_path_factory.mktemp(f"{hw}-grades")
-        report = tasks.grade_submissions(hw, [subs], grades)
+        report = tasks.grade_submissions(hw, [subs], grades, jobs=4)
         results[hw] = ({r["submission"]: r for r in csv.DictReader(report.open())}, grades)
     return results
 
@@ -193,16 +257,26 @@ def test_master_solutions_get_full_marks_and_empty_gets_zero(graded, hw):
 
 
 @pytest.mark.parametrize("hw", HOMEWORKS)
-def test_wrong_answer_fails_the_test_meant_to_catch_it(graded, hw):
+def test_correct_answers_written_another_way_get_full_marks(graded, hw):
     rows, grades = graded[hw]
-    _, _, question, message, dependents = WRONG_ANSWERS[hw]
-    correct, wrong = coding_points(rows["correct.ipynb"]), coding_points(rows["wrong.ipynb"])
-    assert wrong[question] < correct[question]
-    untouched = [q for q in correct if q != question and q not in dependents]
-    assert untouched and {q: wrong[q] for q in untouched} == {q: correct[q] for q in untouched}
-    results = json.loads((grades / "wrong" / "results.json").read_text())
-    feedback = next(t for t in results["tests"] if t.get("name") == question)["output"]
-    assert message in feedback
+    row = rows["alternative.ipynb"]
+    assert float(row["total"]) == float(row["possible"]) > 0, feedback(grades, "alternative")
+
+
+def feedback(grades: Path, submission: str) -> dict[str, str]:
+    results = json.loads((grades / submission / "results.json").read_text())
+    return {t["name"]: t.get("output", "") for t in results["tests"]}
+
+
+@pytest.mark.parametrize(("hw", "r", "question"), slip_cases(), ids=[f"{hw[:4]}-{q}-{r}" for hw, r, q in slip_cases()])
+def test_slip_loses_points_and_the_feedback_names_it(graded, hw, r, question):
+    rows, grades = graded[hw]
+    slip, _, words = slip_rounds(hw)[r][question]
+    full = coding_points(rows["correct.ipynb"])[question]
+    got = coding_points(rows[f"slips_{r}.ipynb"])[question]
+    text = feedback(grades, f"slips_{r}")[question]
+    assert got < full, f"{question}, {slip!r}: {got} of {full} points\n{text}"
+    assert words in text, f"{question}, {slip!r}: the feedback does not say {words!r}:\n{text}"
 
 
 @pytest.mark.parametrize("hw", HOMEWORKS)
