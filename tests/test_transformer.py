@@ -38,7 +38,8 @@ from course_lib import (
     count_parameters,
 )
 from course_lib.decoding import beam_search, greedy_decode, translate
-from course_lib.text import BOS, EOS, Vocab
+from course_lib.text import BOS, EOS, TranslationDataset, Vocab, loader
+from course_lib.training import train_seq2seq
 
 B, TS, TT, D, F, H, V = 3, 7, 6, 16, 32, 4, 23
 VALID = torch.tensor([7, 3, 5])  # source valid lengths
@@ -424,6 +425,20 @@ def test_decoding_functions_of_chapter_3_work_and_match_a_full_recompute():
     assert len(beam_search(model, sentence, src_vocab, tgt_vocab, beam_size=3, max_steps=8)) == 8
     model.decoder.impl = "sdpa"  # no weights on the fused path: the same tokens, no alignment
     assert greedy_decode(model, sentence, src_vocab, tgt_vocab, max_steps=8) == (out, None)
+
+
+def test_chapter_3_training_loop_trains_it():
+    words = "the cat sat on a mat with one hat".split()
+    g = torch.Generator().manual_seed(0)
+    sentences = [[words[int(i)] for i in torch.randint(0, len(words), (n,), generator=g)] for n in (2, 3, 4, 5) * 2]
+    pairs = [(s, [w.upper() for w in s[::-1]]) for s in sentences]  # reverse the words
+    src_vocab, tgt_vocab = Vocab(words), Vocab([w.upper() for w in words])
+    torch.manual_seed(0)
+    model = build_transformer(len(src_vocab), len(tgt_vocab), D, F, H, 1, 0.0)
+    data = loader(TranslationDataset(pairs, src_vocab, tgt_vocab), 4, shuffle=True)
+    losses = train_seq2seq(model, data, tgt_vocab, 4, lr=0.01, show=False)
+    assert losses[-1] < 0.8 * losses[0]
+    assert not model.training  # left in eval mode, ready to decode
 
 
 # -------------------------------------------------------------------------------- errors
