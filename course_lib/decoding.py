@@ -2,7 +2,9 @@
 
 Works for any model with ``model.encoder(src (B, Ts), src_valid_len (B,))`` and a
 decoder with ``init_state(enc_outputs, src_valid_len)`` and ``forward(X (B, T), state) ->
-(logits (B, T, V), state)`` that can be fed one step at a time. A decoder may also
+(logits (B, T, V), state)`` that can be fed one step at a time and returns a new state
+rather than changing the one it was given (beam search feeds one state to several
+candidates; a decoder with a key/value cache must copy, not append in place). A decoder may also
 define ``step_alignment()``, returning the attention weights over the source of the
 step just taken, (B, Ts); greedy decoding then returns them for plots.
 
