@@ -15,7 +15,7 @@ requirements.txt or pyproject.toml change). Other commands, for authors and inst
     python3 tasks.py sync-repo-url      # copy the repository URL from _config.yml into notebooks
     python3 tasks.py robustness [NB ...] [--seeds 0 1 2]
                                  # run copies of the chapters with other values of SEED
-    python3 tasks.py colab-check [--fresh]
+    python3 tasks.py colab-check [NB ...] [--fresh]
                                  # run every notebook in a clean, Colab-like environment
 
 `test` and `notebooks` validate under another numerical configuration than the one
@@ -435,7 +435,7 @@ with open(report, "w") as f:
 '''
 
 
-def execute_copy(nb: dict, copy: Path, cwd: Path, kernel: str, env: dict[str, str], timeout: int = 600) -> dict:
+def execute_copy(nb: dict, copy: Path, cwd: Path, kernel: str, env: dict[str, str], timeout: int = 1800) -> dict:
     """Write ``nb`` to ``copy``, execute it there top to bottom (cwd: ``cwd``); return the report.
 
     The executed notebook stays at ``copy``. Report: seconds, failures (one per failing
@@ -517,7 +517,7 @@ def cmd_robustness(args: argparse.Namespace) -> None:
                     cell["source"] = src.splitlines(keepends=True)
             executed = out_dir / f"{path.stem}_seed{seed}.ipynb"
             log(f"{path.name}, SEED = {seed}: executing a copy ({executed.relative_to(ROOT)})")
-            result = execute_copy(copy, executed, path.parent, "python3", pytest_env())
+            result = execute_copy(copy, executed, path.parent, "python3", pytest_env(), args.timeout)
             results[path, seed] = result
             log(f"{path.name}, SEED = {seed}: {summarize(result)} ({result['seconds']:.0f} s)")
     print()
@@ -583,7 +583,8 @@ def cmd_colab_check(args: argparse.Namespace) -> None:
     """Run every chapter and homework master in a clean, Colab-like environment."""
     ensure_venv()  # nbclient, which drives the kernel, runs in .venv
     py = ensure_colab_venv(args.fresh)
-    targets = [p for p in notebooks() if HOMEWORK_DIR not in p.parents] + homework_masters()
+    targets = [Path(p).resolve() for p in args.notebooks]
+    targets = targets or [p for p in notebooks() if HOMEWORK_DIR not in p.parents] + homework_masters()
     out_dir = BUILD / "colab-check"
     results: dict[Path, dict] = {}
     with tempfile.TemporaryDirectory() as jupyter_path:
@@ -599,7 +600,7 @@ def cmd_colab_check(args: argparse.Namespace) -> None:
         env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [jupyter_path, env.get("JUPYTER_PATH")]))
         env["PATH"] = f"{py.parent}{os.pathsep}{env['PATH']}"
         for path in targets:
-            name = str(path.relative_to(BOOK_DIR))
+            name = str(path.relative_to(BOOK_DIR)) if BOOK_DIR in path.parents else str(path)
             t0 = time.time()
             reset_colab_venv(py)  # only this notebook's own first cell may install anything
             nb = json.loads(path.read_text(encoding="utf-8"))
@@ -613,11 +614,12 @@ def cmd_colab_check(args: argparse.Namespace) -> None:
             first["source"] = source.replace(GIT_INSTALL_SOURCE, repr(str(ROOT))).splitlines(keepends=True)
             reset = time.time() - t0
             log(f"{name}: executing in the clean environment")
-            result = execute_copy(nb, out_dir / path.name, path.parent, COLAB_KERNEL, env, timeout=1200)
+            result = execute_copy(nb, out_dir / path.name, path.parent, COLAB_KERNEL, env, args.timeout)
             results[path] = {**result, "reset": reset}
             log(f"{name}: {summarize(result)} ({result['seconds']:.0f} s)")
     print()
-    rows = [[str(p.relative_to(BOOK_DIR)), summarize(r, 60), f"{r['seconds']:.0f} s", f"{r['reset']:.0f} s"]
+    rows = [[str(p.relative_to(BOOK_DIR)) if BOOK_DIR in p.parents else str(p), summarize(r, 60),
+             f"{r['seconds']:.0f} s", f"{r['reset']:.0f} s"]
             for p, r in results.items()]
     print_table(["notebook", "result", "time", "reset before"], rows)
     log(f"executed copies: {out_dir.relative_to(ROOT)}/")
@@ -689,9 +691,12 @@ def main() -> None:
     p = sub.add_parser("robustness", help="execute copies of the seeded chapters with other seeds")
     p.add_argument("notebooks", nargs="*", help="notebooks (default: every chapter with a line `SEED = <int>`)")
     p.add_argument("--seeds", nargs="+", default=["0", "1", "2"], metavar="SEED", help="seeds to try (default: 0 1 2)")
+    p.add_argument("--timeout", type=int, default=1800, metavar="S", help="time limit of one cell (default: 1800 s)")
     p.set_defaults(func=cmd_robustness)
     p = sub.add_parser("colab-check", help="run every notebook in a clean, Colab-like environment")
+    p.add_argument("notebooks", nargs="*", help="notebooks (default: every chapter and homework master)")
     p.add_argument("--fresh", action="store_true", help=f"rebuild {COLAB_VENV.relative_to(ROOT)} first")
+    p.add_argument("--timeout", type=int, default=1800, metavar="S", help="time limit of one cell (default: 1800 s)")
     p.set_defaults(func=cmd_colab_check)
     p = sub.add_parser("sync-repo-url", help="copy _config.yml's repository URL into the notebooks")
     p.set_defaults(func=cmd_sync_repo_url)
