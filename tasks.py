@@ -10,7 +10,7 @@ requirements.txt or pyproject.toml change). Other commands, for authors and inst
     python3 tasks.py homework    # student notebooks + autograders into _build/homework/
     python3 tasks.py grade HW SUBMISSIONS...   # grade submissions, write a score report
     python3 tasks.py notebooks   # only execute and validate the notebooks (nbval)
-    python3 tasks.py bench [--quick]    # attention benchmarks (benchmarks/attention.py, multihead.py)
+    python3 tasks.py bench [--quick]    # benchmarks/attention.py, multihead.py, transformer.py
     python3 tasks.py execute [NB ...]   # re-execute notebooks in place, top to bottom
     python3 tasks.py sync-repo-url      # copy the repository URL from _config.yml into notebooks
     python3 tasks.py robustness [NB ...] [--seeds 0 1 2]
@@ -360,7 +360,7 @@ def cmd_notebooks(args: argparse.Namespace) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     py = ensure_venv()
-    for script in ("attention.py", "multihead.py"):
+    for script in ("attention.py", "multihead.py", "transformer.py"):
         run([py, ROOT / "benchmarks" / script, *args.bench_args], env=pytest_env())
 
 
@@ -682,8 +682,8 @@ def main() -> None:
     p = sub.add_parser("notebooks", help="execute and validate the notebooks only")
     p.add_argument("pytest_args", nargs="*")
     p.set_defaults(func=cmd_notebooks)
-    p = sub.add_parser("bench", help="time course_lib's attention against PyTorch and d2l")
-    p.add_argument("bench_args", nargs="*", help="arguments for benchmarks/attention.py and multihead.py (after --)")
+    p = sub.add_parser("bench", help="time course_lib's attention and Transformer against PyTorch and d2l")
+    p.add_argument("bench_args", nargs="*", help="arguments for every benchmark script, e.g. --quick (after --)")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("execute", help="re-execute notebooks in place")
     p.add_argument("notebooks", nargs="*")
