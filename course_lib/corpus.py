@@ -12,14 +12,26 @@ agreement of articles, possessives and adjectives; most adjectives after the nou
 (petit, grand, bon, joli) before it; elision (l', j', n', qu', d') and contraction (du,
 des, au, aux); "des" becoming "de" before a preceding adjective; "pas de" after a
 negation; subject–verb agreement; the perfect with "avoir" (a vu) and its past
-participle agreeing with a preceding direct object (les pommes qu'il a vues).
+participle agreeing with a preceding direct object (les pommes qu'il a vues); a bare
+plural subject read generically (cats eat fish: les chats mangent des poissons); a place
+phrase at the end or fronted (près de la rive , le pêcheur ...).
+
+Every French choice can be read from the English: "the fish" is one fish and "fish"
+several; professions, whose English names carry no gender, take the generic masculine.
+Verbs take sensible subjects and objects (a knife cuts bread, nobody carries a cow),
+adjectives sensible nouns (a sharp knife, not a sharp drill), places sensible
+prepositions (in the kitchen, near the lake, on the bank).
+
+Sentences are generated as documents of 3 to 6 sentences on one topic
+(``generate_documents``); the splits keep documents whole and in order, so that
+neighbouring sentences of the training split are real neighbours.
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from course_lib.corpus_grammar import (  # noqa: F401  (re-exported: the grammar's public helpers)
@@ -38,32 +50,48 @@ from course_lib.corpus_lexicon import AMBIGUOUS, SENSE_TOPIC, TOPICS
 if TYPE_CHECKING:
     from course_lib.text import Vocab
 
-def generate_sentences(num_sentences: int, seed: int = 0) -> list[Sentence]:
-    """Draw distinct sentences (by English text), in documents of one topic each.
+def generate_documents(num_sentences: int, seed: int = 0) -> list[list[Sentence]]:
+    """Draw documents of 3 to 6 distinct sentences on one topic each, ``num_sentences`` in all.
 
-    Sentences whose ambiguous words cannot be decided from their own words are redrawn,
-    and an English sentence drawn with two different translations is dropped entirely.
+    Every sentence is new (by its English text) and decidable: a draw that repeats an
+    earlier sentence, or whose ambiguous words the other words cannot decide, is redrawn,
+    so every document keeps the length it was drawn with (the last one may be cut short
+    to reach ``num_sentences``). Each sentence records its document's index in ``doc``.
     """
     if num_sentences < 1:
         raise ValueError(f"num_sentences must be >= 1, got {num_sentences}")
     rng = random.Random(seed)
     grammar = Grammar(rng)
-    by_en: dict[tuple[str, ...], Sentence] = {}
-    conflicts: set[tuple[str, ...]] = set()
-    attempts = 0
-    while len(by_en) < num_sentences and attempts < 20 * num_sentences:
+    seen: dict[tuple[str, ...], tuple[str, ...]] = {}
+    docs: list[list[Sentence]] = []
+    total = 0
+    while total < num_sentences:
         topic = rng.choice(TOPICS)
-        for _ in range(rng.randint(3, 6)):  # a document: a run of sentences on one topic
-            attempts += 1
+        length = min(rng.randint(3, 6), num_sentences - total)
+        doc: list[Sentence] = []
+        for _ in range(100 * length):
+            if len(doc) == length:
+                break
             s = grammar.sentence(topic)
-            if not decidable(s) or s.en in conflicts:
+            if s.en in seen:
+                if seen[s.en] != s.fr:  # the grammar must give one translation per English sentence
+                    raise RuntimeError(f"two translations of {' '.join(s.en)!r}: "
+                                       f"{' '.join(seen[s.en])!r} and {' '.join(s.fr)!r}")
                 continue
-            if s.en in by_en and by_en[s.en].fr != s.fr:
-                conflicts.add(s.en)
-                del by_en[s.en]
+            if not decidable(s):
                 continue
-            by_en.setdefault(s.en, s)
-    return list(by_en.values())[:num_sentences]
+            seen[s.en] = s.fr
+            doc.append(replace(s, doc=len(docs)))
+        if len(doc) < length:
+            raise RuntimeError(f"could not draw {length} new sentences about {topic!r}: the grammar is exhausted")
+        docs.append(doc)
+        total += length
+    return docs
+
+
+def generate_sentences(num_sentences: int, seed: int = 0) -> list[Sentence]:
+    """The sentences of ``generate_documents(num_sentences, seed)``, document after document."""
+    return [s for doc in generate_documents(num_sentences, seed) for s in doc]
 
 
 @dataclass
@@ -77,22 +105,39 @@ class Splits:
 
 def split_sentences(sentences: list[Sentence], seed: int = 0, valid: float = 0.1, test: float = 0.1,
                     novel_pairs: float = 0.06) -> Splits:
-    """Shuffle and split; sentences with held-out adjective-noun pairs go to test_novel only."""
+    """Split by document, so that a document's sentences stay together and in order.
+
+    Whole documents go to valid (about ``valid`` of the sentences), test (about ``test``)
+    and train (the rest). Then every sentence that uses one of the held-out adjective–noun
+    pairs (``novel_pairs`` of all pairs) leaves its split for ``test_novel``; its document
+    keeps its other sentences, in order.
+    """
+    for name, frac in (("valid", valid), ("test", test), ("novel_pairs", novel_pairs)):
+        if not 0 <= frac < 1:
+            raise ValueError(f"{name} must be a fraction in [0, 1), got {frac}")
     rng = random.Random(seed + 1)
     pairs = sorted({p for s in sentences for p in s.adj_nouns})
     held = frozenset(rng.sample(pairs, max(1, int(novel_pairs * len(pairs))))) if pairs else frozenset()
-    novel = [s for s in sentences if held & set(s.adj_nouns)]
-    rest = [s for s in sentences if not held & set(s.adj_nouns)]
-    rng.shuffle(rest)
-    n_valid, n_test = int(valid * len(rest)), int(test * len(rest))
-    return Splits(rest[n_valid + n_test:], rest[:n_valid], rest[n_valid:n_valid + n_test], novel, held)
+    docs = documents(sentences)
+    rng.shuffle(docs)
+    parts: dict[str, list[Sentence]] = {"valid": [], "test": [], "train": []}
+    quota = {"valid": valid * len(sentences), "test": test * len(sentences)}
+    for doc in docs:
+        name = next((k for k in ("valid", "test") if len(parts[k]) < quota[k]), "train")
+        parts[name] += doc
+    novel = [s for name in ("train", "valid", "test") for s in parts[name] if held & set(s.adj_nouns)]
+    keep = {name: [s for s in part if not held & set(s.adj_nouns)] for name, part in parts.items()}
+    return Splits(keep["train"], keep["valid"], keep["test"], novel, held)
 
 
 def documents(sentences: list[Sentence]) -> list[list[Sentence]]:
-    """Consecutive sentences of the same topic, as generated: the documents for next-sentence prediction."""
+    """Group consecutive sentences of the same document (``Sentence.doc``), in order.
+
+    Sentences drawn alone (``doc == -1``) are documents of one sentence.
+    """
     docs: list[list[Sentence]] = []
     for s in sentences:
-        if docs and docs[-1][0].topic == s.topic and len(docs[-1]) < 6:
+        if docs and s.doc >= 0 and docs[-1][-1].doc == s.doc:
             docs[-1].append(s)
         else:
             docs.append([s])
@@ -188,6 +233,10 @@ class Corpus:
 
         pairs = [(s.en, self.topics.index(s.topic)) for s in self.split(split)]
         return self._loader(ClassificationDataset(pairs, self.src_vocab), split, batch_size, shuffle)
+
+    def documents(self, split: str) -> list[list[Sentence]]:
+        """The documents of a split, each a list of consecutive sentences on one topic."""
+        return documents(self.split(split))
 
     def probes(self, word: str, split: str = "test") -> dict[str, list[tuple[Sentence, str]]]:
         """The sentences of a split that contain an ambiguous word, by sense."""

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from course_lib.corpus_lexicon import (
     ADJECTIVES,
     COMPANY,
+    DRAW_WEIGHT,
     NOUNS,
+    PLACE_PREPOSITIONS,
     PLACES,
     PREPOSITIONS,
     PRONOUNS,
@@ -47,6 +49,8 @@ class Sentence:
     topic: str
     senses: tuple[tuple[int, str, str], ...] = ()  # (English position, word, sense)
     adj_nouns: tuple[tuple[str, str], ...] = ()  # (adjective, noun key) pairs
+    nouns: tuple[tuple[int, str, bool], ...] = ()  # (English position, noun key, plural) of every noun
+    doc: int = -1  # the document it was generated in (-1: drawn alone, e.g. a probe sentence)
 
     def __post_init__(self) -> None:
         if len(self.en) != len(self.tags):
@@ -60,6 +64,7 @@ class _Phrase:
     fr: list[str] = field(default_factory=list)
     senses: list[tuple[int, str, str]] = field(default_factory=list)  # positions relative to en
     adj_nouns: list[tuple[str, str]] = field(default_factory=list)
+    nouns: list[tuple[int, str, bool]] = field(default_factory=list)  # positions relative to en
 
     def add(self, other: _Phrase) -> _Phrase:
         offset = len(self.en)
@@ -68,7 +73,12 @@ class _Phrase:
         self.fr += other.fr
         self.senses += [(i + offset, w, s) for i, w, s in other.senses]
         self.adj_nouns += other.adj_nouns
+        self.nouns += [(i + offset, k, pl) for i, k, pl in other.nouns]
         return self
+
+    def noun(self, noun: Noun, en: str, tag: str, plural: bool) -> _Phrase:
+        self.nouns.append((len(self.en), noun.key, plural))
+        return self.word(en, tag, key=noun.key)
 
     def word(self, en: str, tag: str, fr: list[str] | tuple[str, ...] = (), key: str | None = None) -> _Phrase:
         if key in SENSE_OF:
@@ -109,6 +119,8 @@ def participle(verb: Verb, agree_with: Noun | None = None, plural: bool = False)
 
 def determiner(kind: str, noun: Noun, plural: bool, negated: bool) -> str:
     """The French article or possessive before a noun phrase (elision applied later)."""
+    if kind == "generic":  # a bare plural used generically: cats eat fish -> les chats mangent
+        return "les"
     if kind == "def":
         return "les" if plural else ("la" if noun.gender == "f" else "le")
     if kind == "poss":
@@ -131,10 +143,15 @@ def noun_phrase(
     noun: Noun, plural: bool, kind: str, pre: Adjective | None = None, post: Adjective | None = None,
     negated: bool = False,
 ) -> _Phrase:
-    """A noun phrase in both languages. kind: def (the), indef (a / bare plural), poss (my)."""
+    """A noun phrase in both languages. kind: def (the), indef (a / bare plural), poss (my),
+    generic (a bare plural subject: "cats eat fish", French "les chats")."""
+    if kind == "generic" and not plural:
+        raise ValueError("a generic noun phrase is a bare plural: plural=True is needed")
     p = _Phrase()
     if noun.cls == "company":
-        return p.word(noun.en, "PROPN", [noun.fr], noun.key)
+        p.noun(noun, noun.en, "PROPN", False)
+        p.fr = [noun.fr]
+        return p
     en_adjs = [a.en for a in (pre, post) if a is not None]
     en_noun = noun.en_pl if plural else noun.en
     if kind == "def":
@@ -148,7 +165,7 @@ def noun_phrase(
         if a is not None:
             p.word(a.en, "ADJ", key=a.en)
             p.adj_nouns.append((a.en, noun.key))
-    p.word(en_noun, "NOUN", key=noun.key)
+    p.noun(noun, en_noun, "NOUN", plural)
     fr = [adjective_form(pre, noun.gender, plural)] if pre else []
     fr.append(noun.fr_pl if plural else noun.fr)
     if post:
@@ -161,16 +178,13 @@ def noun_phrase(
 
 
 def place_phrase(rng: random.Random, topic: str) -> _Phrase:
+    """near the lake / at the market / on the bank: a preposition that fits the place."""
     places = [pl for pl in PLACES if topic in pl.topics]
     place = rng.choice(places)
-    prep_en = "near" if place.key == "bank/river" else rng.choice(sorted(PREPOSITIONS))
+    prep_en = rng.choice(PLACE_PREPOSITIONS[place.key])
     p = _Phrase().word(prep_en, "ADP")
-    p.word("the", "DET").word(place.en, "NOUN", key=place.key)
+    p.word("the", "DET").noun(place, place.en, "NOUN", False)
     p.fr = _with_preposition(PREPOSITIONS[prep_en], place)
-    if place.key == "bank/river":  # near the bank of the river: the river decides the sense
-        river = next(pl for pl in PLACES if pl.key == "river")
-        p.word("of", "ADP").word("the", "DET").word(river.en, "NOUN", key=river.key)
-        p.fr += _with_preposition("de", river)
     return p
 
 
@@ -205,7 +219,8 @@ def verb_forms(verb: Verb, person: int, negated: bool, third_singular: bool) -> 
 def _pick_adjectives(rng: random.Random, noun: Noun, p_adj: float) -> tuple[Adjective | None, Adjective | None]:
     if noun.cls in ("company", "place") or rng.random() > p_adj:
         return None, None
-    fitting = [a for a in ADJECTIVES if noun.cls in a.classes]
+    fitting = [a for a in ADJECTIVES if (noun.cls in a.classes or noun.key in a.classes)
+               and a.en != noun.en]  # no "a light light"
     pre = [a for a in fitting if a.before]
     post = [a for a in fitting if not a.before]
     choice = rng.random()
@@ -214,11 +229,23 @@ def _pick_adjectives(rng: random.Random, noun: Noun, p_adj: float) -> tuple[Adje
     return a_pre, a_post
 
 
-def _candidates(topic: str, classes: tuple[str, ...]) -> list[Noun]:
-    found = [n for n in NOUNS if n.cls in classes and topic in n.topics]
+def _candidates(topic: str, classes: tuple[str, ...], exclude: tuple[str, ...] = ()) -> list[Noun]:
+    """Nouns of the topic that fit a verb's role: by semantic class or by noun key."""
+    found = [n for n in NOUNS if (n.cls in classes or n.key in classes) and topic in n.topics and n.key not in exclude]
     if "company" in classes and topic == "technology":
         found.append(COMPANY)
     return found
+
+
+def _draw(rng: random.Random, nouns: list[Noun]) -> Noun:
+    return rng.choices(nouns, [DRAW_WEIGHT.get(n.key, 1.0) for n in nouns])[0]
+
+
+def _verb_key(verb: Verb, word: str) -> str | None:
+    """The sense key to record for an English verb token: the ambiguous "saw" and "watch"."""
+    if word == "saw" or (verb.key == "watch/look" and word.startswith("watch")):
+        return verb.key
+    return None
 
 
 class Grammar:
@@ -233,36 +260,44 @@ class Grammar:
         if "person" in verb.subjects and rng.random() < 0.2:
             en, fr, person = rng.choice(PRONOUNS)
             return _Phrase().word(en, "PRON", [fr]), person, person == 1, None
-        nouns = _candidates(topic, verb.subjects)
-        noun = rng.choice(nouns)
+        noun = _draw(rng, _candidates(topic, verb.subjects))
         plural = noun.cls != "company" and rng.random() < 0.3
         pre, post = _pick_adjectives(rng, noun, 0.3)
         # no "my" with people: "ma femme", "mon homme" read as "my wife", "my husband"
         kind = rng.choices(["def", "indef", "poss"], [6, 2, 0 if noun.cls == "person" else 1])[0]
+        if noun.invariant and kind != "indef":
+            plural = False  # "the fish": only "a fish" / "fish" show the number
+        if kind == "indef" and plural:
+            kind = "generic"  # "cats eat fish": les chats, not des chats
         return noun_phrase(noun, plural, kind, pre, post), 3 if plural else 1, not plural, noun
 
     def object(self, topic: str, verb: Verb, negated: bool) -> tuple[_Phrase, Noun, bool]:
         rng = self.rng
-        nouns = _candidates(topic, verb.objects)
-        noun = rng.choice(nouns)
+        noun = _draw(rng, _candidates(topic, verb.objects, verb.exclude))
         plural = noun.cls != "company" and rng.random() < 0.35
         pre, post = _pick_adjectives(rng, noun, 0.45)
-        # "aimer" takes the definite article for what one likes (j'aime les pommes), also negated
-        indef = 0 if verb.key == "like" else 4
+        # "aimer" takes the definite article for what one likes (j'aime les pommes), also negated;
+        # a negated person is a definite one ("ne regarde pas l'homme", not "pas d'homme")
+        indef = 0 if verb.key == "like" or (negated and noun.cls == "person") else 4
         kind = rng.choices(["def", "indef", "poss"], [5, indef, 0 if noun.cls == "person" else 1])[0]
+        if noun.invariant and kind != "indef":
+            plural = False  # "the fish": only "a fish" / "fish" show the number
         return noun_phrase(noun, plural, kind, pre, post, negated), noun, plural
 
     def relative_clause(self, topic: str, head: Noun, head_plural: bool) -> _Phrase | None:
         """'that cuts the bread' (head is the subject) or 'that the woman buys' (head is the object)."""
         rng = self.rng
-        as_subject = [v for v in VERBS if head.cls in v.subjects and _candidates(topic, v.objects)]
-        as_object = [v for v in VERBS if head.cls in v.objects and _candidates(topic, v.subjects)]
+        def fits(role: tuple[str, ...], exclude: tuple[str, ...] = ()) -> bool:
+            return (head.cls in role or head.key in role) and head.key not in exclude
+
+        as_subject = [v for v in VERBS if fits(v.subjects) and _candidates(topic, v.objects, v.exclude)]
+        as_object = [v for v in VERBS if fits(v.objects, v.exclude) and _candidates(topic, v.subjects)]
         if as_subject and (not as_object or rng.random() < 0.5):
             verb = rng.choice(as_subject)
             p = _Phrase().word("who" if head.cls == "person" else "that", "PRON", ["qui"])
             en, tags, fr = verb_forms(verb, 3 if head_plural else 1, False, not head_plural)
             for w, t in zip(en, tags):
-                p.word(w, t, key=verb.key if w == "saw" else None)
+                p.word(w, t, key=_verb_key(verb, w))
             p.fr += fr
             obj, _, _ = self.object(topic, verb, False)
             return p.add(obj)
@@ -276,14 +311,14 @@ class Grammar:
         if verb.past:  # the object (the head) comes before "avoir": the participle agrees
             fr[-1] = participle(verb, head, head_plural)
         for w, t in zip(en, tags):
-            p.word(w, t, key=verb.key if w == "saw" else None)
+            p.word(w, t, key=_verb_key(verb, w))
         subj_fr = [elide("je", fr[0])] if subj.fr == ["je"] else list(subj.fr)  # que j'ai vue
         p.fr = [elide("que", subj_fr[0]), *subj_fr, *fr]
         return p
 
     def sentence(self, topic: str) -> Sentence:
         rng = self.rng
-        verbs = [v for v in VERBS if _candidates(topic, v.subjects) and _candidates(topic, v.objects)]
+        verbs = [v for v in VERBS if _candidates(topic, v.subjects) and _candidates(topic, v.objects, v.exclude)]
         verb = rng.choice(verbs)
         s, person, third, subj_noun = self.subject(topic, verb)
         if subj_noun is not None and subj_noun.cls != "company" and rng.random() < 0.15:
@@ -296,7 +331,7 @@ class Grammar:
             s.fr[-1] = elide("je", fr[0])  # j'aime, j'ai; but je n'aime pas
         v = _Phrase()
         for w, t in zip(en, tags):
-            v.word(w, t, key=verb.key if (w == "saw" or (verb.key == "watch/look" and w.startswith("watch"))) else None)
+            v.word(w, t, key=_verb_key(verb, w))
         v.fr = fr
         obj, obj_noun, obj_plural = self.object(topic, verb, negated)
         s.add(v).add(obj)
@@ -306,9 +341,14 @@ class Grammar:
             if rel is not None:
                 s.add(rel)
         if rng.random() < 0.35:
-            s.add(place_phrase(rng, topic))
+            place = place_phrase(rng, topic)
+            if rng.random() < 0.4:  # fronted: "near the bank , the fisherman ..." (the cue comes after)
+                s = place.word(",", "PUNCT", [","]).add(s)
+            else:
+                s.add(place)
         s.word(".", "PUNCT", ["."])
-        return Sentence(tuple(s.en), tuple(s.fr), tuple(s.tags), topic, tuple(s.senses), tuple(s.adj_nouns))
+        return Sentence(tuple(s.en), tuple(s.fr), tuple(s.tags), topic, tuple(s.senses), tuple(s.adj_nouns),
+                        tuple(s.nouns))
 
 
 def _topic_cues() -> dict[str, set[str]]:

@@ -26,8 +26,13 @@ class Noun:
     fr: str
     fr_pl: str
     gender: str  # "m" or "f"
-    cls: str  # semantic class: person, food, device, tool, wood, animal, gear, place, money
+    cls: str  # semantic class: person, food, device, tool, wood, animal, gear, place, money, ...
     topics: tuple[str, ...]
+
+    @property
+    def invariant(self) -> bool:
+        """English singular and plural are the same word (fish, sheep)."""
+        return self.en == self.en_pl
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,7 @@ class Adjective:
     en: str
     fr: tuple[str, str, str, str]  # m.sg, f.sg, m.pl, f.pl
     before: bool  # placed before the noun in French
-    classes: tuple[str, ...]  # noun classes it describes
+    classes: tuple[str, ...]  # noun classes, or single noun keys, it describes (a sharp knife, not a sharp drill)
 
 
 @dataclass(frozen=True)
@@ -44,10 +49,11 @@ class Verb:
     en: str  # base form: eat
     en_3sg: str  # eats
     fr: tuple[str, str, str, str]  # je, il/elle, nous, ils/elles
-    subjects: tuple[str, ...]  # classes of possible subjects
-    objects: tuple[str, ...]  # classes of possible objects
+    subjects: tuple[str, ...]  # classes (or noun keys) of possible subjects
+    objects: tuple[str, ...]  # classes (or noun keys) of possible objects
     past: bool = False  # only used in the perfect (saw -> a vu)
     participle: str = ""
+    exclude: tuple[str, ...] = ()  # noun keys that make no sense with it (cut the soup, carry the cow)
 
 
 def _n(key, en, en_pl, fr, fr_pl, gender, cls, *topics) -> Noun:
@@ -66,8 +72,10 @@ NOUNS: tuple[Noun, ...] = (
     _n("cook", "cook", "cooks", "cuisinier", "cuisiniers", "m", "person", "food"),
     _n("engineer", "engineer", "engineers", "ingénieur", "ingénieurs", "m", "person", "technology"),
     _n("carpenter", "carpenter", "carpenters", "menuisier", "menuisiers", "m", "person", "woodworking"),
-    _n("farmer", "farmer", "farmers", "fermière", "fermières", "f", "person", "animals", "nature"),
-    _n("player", "player", "players", "joueuse", "joueuses", "f", "person", "sports"),
+    # English names of professions carry no gender, so the French target must not either:
+    # the generic masculine, as French uses for a person whose gender is not given.
+    _n("farmer", "farmer", "farmers", "fermier", "fermiers", "m", "person", "animals", "nature"),
+    _n("player", "player", "players", "joueur", "joueurs", "m", "person", "sports"),
     _n("banker", "banker", "bankers", "banquier", "banquiers", "m", "person", "finance"),
     _n("doctor", "doctor", "doctors", "médecin", "médecins", "m", "person", *ALL),
     _n("baker", "baker", "bakers", "boulanger", "boulangers", "m", "person", "food"),
@@ -93,9 +101,9 @@ NOUNS: tuple[Noun, ...] = (
     _n("computer", "computer", "computers", "ordinateur", "ordinateurs", "m", "device", "technology"),
     _n("screen", "screen", "screens", "écran", "écrans", "m", "device", "technology"),
     _n("watch/time", "watch", "watches", "montre", "montres", "f", "device", "technology"),
-    _n("camera", "camera", "cameras", "caméra", "caméras", "f", "device", "technology"),
-    _n("lamp", "lamp", "lamps", "lampe", "lampes", "f", "device", "technology"),
-    _n("light/lamp", "light", "lights", "lumière", "lumières", "f", "device", "technology"),
+    _n("television", "television", "televisions", "télévision", "télévisions", "f", "device", "technology"),
+    # a light one buys, sells or breaks is a lamp ("lumière" is the light it gives)
+    _n("light/lamp", "light", "lights", "lampe", "lampes", "f", "device", "technology"),
     _n("tablet", "tablet", "tablets", "tablette", "tablettes", "f", "device", "technology"),
     _n("keyboard", "keyboard", "keyboards", "clavier", "claviers", "m", "device", "technology"),
     _n("printer", "printer", "printers", "imprimante", "imprimantes", "f", "device", "technology"),
@@ -152,10 +160,10 @@ NOUNS: tuple[Noun, ...] = (
     _n("tree", "tree", "trees", "arbre", "arbres", "m", "plant", "nature"),
     _n("flower", "flower", "flowers", "fleur", "fleurs", "f", "plant", "nature"),
     _n("leaf", "leaf", "leaves", "feuille", "feuilles", "f", "plant", "nature"),
-    _n("stone", "stone", "stones", "pierre", "pierres", "f", "plant", "nature"),
+    _n("stone", "stone", "stones", "pierre", "pierres", "f", "mineral", "nature"),
 )
 
-# Places for prepositional phrases, by topic: (noun key, English preposition, French preposition).
+# Places for prepositional phrases, by topic; PLACE_PREPOSITIONS says which prepositions fit each.
 PLACES: tuple[Noun, ...] = (
     _n("kitchen", "kitchen", "kitchens", "cuisine", "cuisines", "f", "place", "food"),
     _n("market", "market", "markets", "marché", "marchés", "m", "place", "food", "finance"),
@@ -172,14 +180,26 @@ PLACES: tuple[Noun, ...] = (
 )
 
 # English preposition -> French preposition for places ("near" takes "de", "at" takes "à").
-PREPOSITIONS = {"in": "dans", "near": "près de", "at": "à", "behind": "derrière"}
+PREPOSITIONS = {"in": "dans", "near": "près de", "at": "à", "behind": "derrière", "on": "sur"}
+
+# Which prepositions make sense with each place: in the kitchen, not at the kitchen; near
+# the lake, not in it (she cuts the tree in the lake); on or near the river bank.
+_ALL_FOUR = ("in", "near", "at", "behind")
+PLACE_PREPOSITIONS = {
+    "kitchen": ("in", "near"), "market": _ALL_FOUR, "office": _ALL_FOUR, "workshop": ("in", "near", "behind"),
+    "garden": ("in", "near", "behind"), "farm": ("at", "near", "behind"), "stadium": _ALL_FOUR,
+    "bank/money": _ALL_FOUR, "bank/river": ("on", "near"), "river": ("near",), "lake": ("near",),
+    "school": _ALL_FOUR,
+}
 
 ADJECTIVES: tuple[Adjective, ...] = (
     # after the noun
-    Adjective("red", ("rouge", "rouge", "rouges", "rouges"), False, ("food", "device", "tool", "gear", "wood")),
-    Adjective("green", ("vert", "verte", "verts", "vertes"), False, ("food", "device", "gear", "wood")),
+    Adjective("red", ("rouge", "rouge", "rouges", "rouges"), False,
+              ("device", "tool", "gear", "wood", "apple/fruit", "tomato", "cherry", "strawberry")),
+    Adjective("green", ("vert", "verte", "verts", "vertes"), False,
+              ("device", "gear", "wood", "apple/fruit", "pear", "lemon", "tomato", "leaf")),
     Adjective("black", ("noir", "noire", "noirs", "noires"), False, ("device", "tool", "animal", "gear", "wood")),
-    Adjective("white", ("blanc", "blanche", "blancs", "blanches"), False, ("device", "animal", "gear", "wood", "food")),
+    Adjective("white", ("blanc", "blanche", "blancs", "blanches"), False, ("device", "animal", "gear", "wood", "cheese", "egg", "loaf")),
     Adjective("fast", ("rapide", "rapide", "rapides", "rapides"), False, ("animal", "person")),
     Adjective("heavy", ("lourd", "lourde", "lourds", "lourdes"), False, ("tool", "wood", "gear", "device")),
     Adjective("light", ("léger", "légère", "légers", "légères"), False, ("tool", "wood", "gear", "device")),
@@ -188,11 +208,13 @@ ADJECTIVES: tuple[Adjective, ...] = (
     Adjective("fresh", ("frais", "fraîche", "frais", "fraîches"), False, ("food",)),
     Adjective("modern", ("moderne", "moderne", "modernes", "modernes"), False, ("device",)),
     Adjective("wild", ("sauvage", "sauvage", "sauvages", "sauvages"), False, ("animal",)),
-    Adjective("sharp", ("tranchant", "tranchante", "tranchants", "tranchantes"), False, ("tool",)),
+    Adjective("sharp", ("tranchant", "tranchante", "tranchants", "tranchantes"), False, ("knife", "saw/tool")),
     Adjective("happy", ("heureux", "heureuse", "heureux", "heureuses"), False, ("person", "animal")),
-    Adjective("blue", ("bleu", "bleue", "bleus", "bleues"), False, ("device", "gear", "wood", "plant")),
-    Adjective("yellow", ("jaune", "jaune", "jaunes", "jaunes"), False, ("food", "device", "gear", "plant")),
-    Adjective("soft", ("doux", "douce", "doux", "douces"), False, ("food", "animal", "gear")),
+    Adjective("blue", ("bleu", "bleue", "bleus", "bleues"), False, ("device", "gear", "wood")),
+    Adjective("yellow", ("jaune", "jaune", "jaunes", "jaunes"), False,
+              ("banana", "lemon", "pear", "flower", "leaf", "ball", "shoe", "helmet", "radio", "box", "chair")),
+    # "doux" is soft fur, not soft food (which is "mou" or "tendre", and reads as stale)
+    Adjective("soft", ("doux", "douce", "doux", "douces"), False, ("animal",)),
     Adjective("broken", ("cassé", "cassée", "cassés", "cassées"), False, ("device", "tool", "wood")),
     # before the noun
     Adjective("small", ("petit", "petite", "petits", "petites"), True, ("food", "device", "tool", "animal", "person", "wood", "gear")),
@@ -202,19 +224,29 @@ ADJECTIVES: tuple[Adjective, ...] = (
     Adjective("pretty", ("joli", "jolie", "jolis", "jolies"), True, ("animal", "wood", "device")),
 )
 
-ANY_OBJECT = ("food", "device", "tool", "wood", "animal", "gear", "money", "account", "plant")
+ANY_OBJECT = ("food", "device", "tool", "wood", "animal", "gear", "money", "account", "plant", "mineral")
+# Relative weights when a noun is drawn (default 1): the bat (animal) can be a subject and
+# an object in two topics, the bat (sports) only an object in one; this keeps them balanced.
+DRAW_WEIGHT = {"bat/animal": 0.5, "bat/sports": 2.0}
+
+# animals too big to carry
+_BIG_ANIMALS = ("horse", "cow", "pig", "goat", "sheep")
 VERBS: tuple[Verb, ...] = (
     Verb("eat", "eat", "eats", ("mange", "mange", "mangeons", "mangent"), ("person", "animal"), ("food",)),
     Verb("like", "like", "likes", ("aime", "aime", "aimons", "aiment"), ("person",), ANY_OBJECT + ("company",)),
     Verb("buy", "buy", "buys", ("achète", "achète", "achetons", "achètent"), ("person",), ("food", "device", "tool", "gear", "wood")),
-    Verb("cut", "cut", "cuts", ("coupe", "coupe", "coupons", "coupent"), ("person", "tool"), ("food", "wood", "plant")),
-    Verb("use", "use", "uses", ("utilise", "utilise", "utilisons", "utilisent"), ("person",), ("device", "tool", "gear")),
+    Verb("cut", "cut", "cuts", ("coupe", "coupe", "coupons", "coupent"), ("person", "knife", "saw/tool"),
+         ("food", "plank", "plant"), exclude=("soup", "egg")),
+    Verb("use", "use", "uses", ("utilise", "utilise", "utilisons", "utilisent"), ("person",), ("device", "tool", "gear"),
+         exclude=("trophy",)),
     Verb("sell", "sell", "sells", ("vends", "vend", "vendons", "vendent"), ("person", "company"), ("food", "device", "tool", "gear")),
     Verb("watch/look", "watch", "watches", ("regarde", "regarde", "regardons", "regardent"), ("person", "animal"), ("animal", "person", "device", "plant")),
-    Verb("carry", "carry", "carries", ("porte", "porte", "portons", "portent"), ("person",), ("food", "tool", "gear", "wood", "animal")),
-    Verb("hit", "hit", "hits", ("frappe", "frappe", "frappons", "frappent"), ("person",), ("gear",)),
+    Verb("carry", "carry", "carries", ("porte", "porte", "portons", "portent"), ("person",),
+         ("food", "tool", "gear", "wood", "animal", "mineral"), exclude=_BIG_ANIMALS + ("soup",)),
+    Verb("hit", "hit", "hits", ("frappe", "frappe", "frappons", "frappent"), ("person",), ("ball", "net")),
     Verb("feed", "feed", "feeds", ("nourris", "nourrit", "nourrissons", "nourrissent"), ("person",), ("animal",)),
-    Verb("build", "build", "builds", ("construis", "construit", "construisons", "construisent"), ("person",), ("wood",)),
+    Verb("build", "build", "builds", ("construis", "construit", "construisons", "construisent"), ("person",), ("wood",),
+         exclude=("plank",)),
     Verb("open", "open", "opens", ("ouvre", "ouvre", "ouvrons", "ouvrent"), ("person",), ("account",)),
     Verb("see/past", "see", "sees", ("ai", "a", "avons", "ont"), ("person", "animal"), ANY_OBJECT + ("person",), True, "vu"),
 )
@@ -229,7 +261,7 @@ AMBIGUOUS = {
     "bank": {"money": "banque", "river": "rive"},
     "bat": {"animal": "chauve-souris", "sports": "batte"},
     "watch": {"look": "regarde", "time": "montre"},
-    "light": {"weight": "léger", "lamp": "lumière"},
+    "light": {"weight": "léger", "lamp": "lampe"},
 }
 
 # The topic whose words decide each sense (probe sentences about that topic; cue words).

@@ -13,6 +13,7 @@ from course_lib.corpus import (
     decidable,
     documents,
     elide,
+    generate_documents,
     generate_sentences,
     load_corpus,
     noun_phrase,
@@ -206,10 +207,115 @@ def test_splits_are_disjoint_and_novel_pairs_unseen(corpus):
     assert all(set(s.adj_nouns) & corpus.splits.novel_pairs for s in corpus.test_novel)
 
 
-def test_documents_share_a_topic():
-    docs = documents(generate_sentences(500, seed=2))
-    assert all(len({s.topic for s in d}) == 1 and 1 <= len(d) <= 6 for d in docs)
-    assert sum(len(d) >= 3 for d in docs) > len(docs) / 2
+def test_documents_are_generated_whole_and_share_a_topic():
+    docs = generate_documents(500, seed=2)
+    assert sum(map(len, docs)) == 500
+    assert all(len({s.topic for s in d}) == 1 and {s.doc for s in d} == {i} for i, d in enumerate(docs))
+    assert all(3 <= len(d) <= 6 for d in docs[:-1])  # only the last may be cut short
+    assert documents([s for d in docs for s in d]) == docs
+
+
+def test_splits_keep_documents_together_and_in_order(corpus):
+    generated = {s.en: (s.doc, i) for i, s in enumerate(generate_sentences(3000, seed=1))}
+    owner = {}
+    for name in ("train", "valid", "test"):
+        for doc in corpus.documents(name):
+            ids = {s.doc for s in doc}
+            assert len(ids) == 1 and len({s.topic for s in doc}) == 1
+            assert owner.setdefault(ids.pop(), name) == name, "a document is split across two splits"
+            order = [generated[s.en][1] for s in doc]
+            assert order == sorted(order), "a document's sentences are out of order"
+    # test_novel takes only the sentences with a held-out pair; their documents keep the rest
+    assert all(s.doc in owner or generated[s.en][0] >= 0 for s in corpus.test_novel)
+    sizes = {name: len(corpus.split(name)) for name in ("train", "valid", "test")}
+    assert 0.07 < sizes["valid"] / 3000 < 0.13 and 0.07 < sizes["test"] / 3000 < 0.13, sizes
+
+
+# --- every target can be read from its source (one review's findings) --------------------
+
+
+def _noun_phrase_context(s, i):
+    """The English words of the noun phrase ending at position i: determiner, adjectives, noun."""
+    j = i
+    while j > 0 and s.tags[j - 1] == "ADJ":
+        j -= 1
+    if j > 0 and s.tags[j - 1] == "DET":
+        j -= 1
+    return s.en[j:i + 1]
+
+
+def test_the_number_of_every_noun_can_be_read_from_the_english(sentences):
+    """'the fish' is always one fish; 'fish' (bare) always several: the French number never depends
+    on a choice the English does not show. The French noun agrees with that number."""
+    nouns = {n.key: n for n in (*lex.NOUNS, *lex.PLACES, lex.COMPANY)}
+    number_of = {}
+    invariant_plurals = 0
+    for s in sentences:
+        assert len(s.nouns) == s.tags.count("NOUN") + s.tags.count("PROPN"), s.en
+        for i, key, plural in s.nouns:
+            context = _noun_phrase_context(s, i)
+            assert number_of.setdefault(context, plural) == plural, f"{' '.join(context)!r} is both singular and plural"
+            noun = nouns[key]
+            if noun.fr != noun.fr_pl:
+                assert (noun.fr_pl if plural else noun.fr) in s.fr, (key, plural, " ".join(s.fr))
+            invariant_plurals += noun.invariant and plural
+    assert invariant_plurals > 10  # "fish" and "sheep" still occur as plurals, where the English shows it
+    assert number_of[("the", "fish")] is False and number_of[("fish",)] is True
+
+
+def test_watch_is_recorded_as_an_ambiguous_verb_in_relative_clauses(sentences):
+    found = 0
+    for s in sentences:
+        recorded = {i for i, w, _ in s.senses}
+        for i, (w, t) in enumerate(zip(s.en, s.tags)):
+            if w in ("watch", "watches", "saw") and t == "VERB":
+                assert i in recorded, (i, " ".join(s.en))
+                found += i > 0 and s.en[i - 1] in ("who", "that")
+    assert found > 20
+
+
+def test_natural_french_and_sensible_combinations(sentences):
+    soft_food = {f"{n.fr} {f}" for n in lex.NOUNS if n.cls == "food" for f in ("doux", "douce")}
+    people = {f for n in lex.NOUNS if n.cls == "person" for f in (n.fr, n.fr_pl)}
+    sharp_ok = {"couteau", "couteaux", "scie", "scies"}
+    for s in sentences:
+        en, fr = " ".join(s.en), " ".join(s.fr)
+        assert "rive de la rivière" not in fr and "lumière" not in fr and "caméra" not in fr, fr
+        assert not any(x in fr for x in soft_food), fr
+        assert not re.search(r"\bpas d('|e) (\S+ )?(" + "|".join(people) + r")\b", fr), fr
+        assert not re.search(r"\bat the kitchen\b|\bin the (lake|river)\b|\bnear the bank of\b", en), en
+        assert s.fr[0] != "des", fr  # a generic plural subject takes "les"
+        for k, w in enumerate(s.fr):
+            if w.startswith("tranchant"):
+                assert s.fr[k - 1] in sharp_ok, fr
+        for i, key, _ in s.nouns:
+            if i + 2 < len(s.en) and key in ("hammer", "drill", "nail", "screw") and s.en[i + 1] in ("cut", "cuts"):
+                raise AssertionError(en)
+    generic = [s for s in sentences if s.tags[0] == "NOUN" or (s.tags[0] == "ADJ" and s.en[0] != "light")]
+    assert generic and all(s.fr[0] == "les" for s in generic)
+
+
+def test_farmer_and_player_use_the_generic_masculine(sentences):
+    """The English names no gender, so the French must not choose one at random."""
+    fr_words = {w for s in sentences for w in s.fr}
+    assert {"fermier", "joueur"} <= fr_words and not {"fermière", "joueuse"} & fr_words
+
+
+def test_river_bank_cues_come_before_and_after_and_bat_senses_are_balanced(corpus):
+    from course_lib.corpus_grammar import TOPIC_CUES
+
+    positions = {"before": 0, "after": 0}
+    everything = corpus.train + corpus.valid + corpus.test
+    for s in everything:
+        for i, w, sense in s.senses:
+            if (w, sense) == ("bank", "river"):
+                cues = [k for k, t in enumerate(s.en) if t in TOPIC_CUES["nature"] and k != i]
+                positions["before" if min(cues) < i else "after"] += 1
+                assert "of the river" not in " ".join(s.en)
+    assert positions["before"] >= 10 and positions["after"] >= 5, positions
+    counts = statistics(corpus.train)["ambiguous_senses"]
+    animal, sports = counts[("bat", "animal")], counts[("bat", "sports")]
+    assert max(animal, sports) <= 2 * min(animal, sports), (animal, sports)
 
 
 def test_probe_sets(corpus):
