@@ -224,12 +224,24 @@ def test_trivial_answers_fail_the_public_check(generated, hw):
         assert not all(public_check(out, hw, question, answers)), f"{question}: a trivial answer passes the public check"
 
 
+class _GradedOnDemand(dict):
+    """hw -> grading results, each homework graded on first use (so ``-k hw05`` grades only hw05)."""
+
+    def __init__(self, grade):
+        super().__init__()
+        self._grade = grade
+
+    def __missing__(self, hw):
+        self[hw] = self._grade(hw)
+        return self[hw]
+
+
 @pytest.fixture(scope="module")
 def graded(generated, tmp_path_factory):
-    """Grade, for every homework: the master's solutions, the untouched student notebook,
+    """Grade, for every homework (on first use): the master's solutions, the untouched student notebook,
     correct answers written another way, and one submission per round of slips."""
-    results = {}
-    for hw in HOMEWORKS:
+
+    def grade(hw):
         out = generated[hw]
         subs = tmp_path_factory.mktemp(f"{hw}-submissions")
         shutil.copy(out / "autograder" / f"{hw}.ipynb", subs / "correct.ipynb")  # the master's solutions
@@ -240,8 +252,9 @@ def graded(generated, tmp_path_factory):
             student_with_answers(out, hw, answers, subs / f"slips_{r}.ipynb")
         grades = tmp_path_factory.mktemp(f"{hw}-grades")
         report = tasks.grade_submissions(hw, [subs], grades, jobs=4)
-        results[hw] = ({r["submission"]: r for r in csv.DictReader(report.open())}, grades)
-    return results
+        return {r["submission"]: r for r in csv.DictReader(report.open())}, grades
+
+    return _GradedOnDemand(grade)
 
 
 def coding_points(row: dict) -> dict[str, float]:
