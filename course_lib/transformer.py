@@ -96,6 +96,16 @@ def _check_tokens(X: Tensor, who: str) -> None:
                          f"{getattr(X, 'shape', type(X).__name__)} {getattr(X, 'dtype', '')}")
 
 
+#: Activations of the feed-forward network: the paper's ReLU, and BERT's (exact) GELU.
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
+
+
+def _check_activation(activation: object) -> str:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {tuple(ACTIVATIONS)}, got {activation!r}")
+    return activation  # type: ignore[return-value]
+
+
 def _linear(in_features: int | None, out_features: int, bias: bool = True) -> nn.Module:
     return nn.Linear(in_features, out_features, bias=bias) if in_features else nn.LazyLinear(out_features, bias=bias)
 
@@ -107,18 +117,26 @@ class PositionWiseFFN(nn.Module):
     (Din -> F) learns its input size on the first call (a lazy layer) unless
     ``ffn_num_inputs`` is given; ``dense2`` (F -> Dout) knows its input size. The same
     weights act on every position, so it is also a 1 x 1 convolution over the sequence.
+
+    ``activation="gelu"`` (exact, erf-based GELU, as BERT uses) replaces the ReLU; the
+    activation has no parameters, so the state dict is the same. The module is kept
+    under its own name (``relu`` or ``gelu``).
     """
 
-    def __init__(self, ffn_num_hiddens: int, ffn_num_outputs: int, ffn_num_inputs: int | None = None) -> None:
+    def __init__(
+        self, ffn_num_hiddens: int, ffn_num_outputs: int, ffn_num_inputs: int | None = None, activation: str = "relu"
+    ) -> None:
         super().__init__()
         _check_int("ffn_num_hiddens", ffn_num_hiddens)
         _check_int("ffn_num_outputs", ffn_num_outputs)
         self.dense1 = _linear(ffn_num_inputs, ffn_num_hiddens)
-        self.relu = nn.ReLU()
+        self.activation = _check_activation(activation)
+        setattr(self, activation, ACTIVATIONS[activation]())  # self.relu (d2l's name) or self.gelu
         self.dense2 = nn.Linear(ffn_num_hiddens, ffn_num_outputs)
 
     def forward(self, X: Tensor) -> Tensor:
-        return self.dense2(self.relu(self.dense1(X)))  # (B, T, Din) -> (B, T, F) -> (B, T, Dout)
+        act = getattr(self, self.activation)
+        return self.dense2(act(self.dense1(X)))  # (B, T, Din) -> (B, T, F) -> (B, T, Dout)
 
 
 class AddNorm(nn.Module):
@@ -175,7 +193,8 @@ class TransformerEncoderBlock(_SwitchesImpl):
     use_bias=False)`` as in d2l 1.0.3 (``use_bias`` is for the attention projections;
     the FFN always has biases). Forward ``(X (B, T, D), valid_lens (B,) or None)``:
     keys beyond a sequence's valid length (padding) get no attention.
-    ``norm_first=True`` makes it a pre-norm block.
+    ``norm_first=True`` makes it a pre-norm block. ``activation`` (``"relu"`` or
+    ``"gelu"``) is the FFN's, ``eps`` the LayerNorms' (BERT: GELU and 1e-12).
     """
 
     def __init__(
@@ -187,14 +206,16 @@ class TransformerEncoderBlock(_SwitchesImpl):
         use_bias: bool = False,
         norm_first: bool = False,
         impl: str = "manual",
+        activation: str = "relu",
+        eps: float = 1e-5,
     ) -> None:
         super().__init__()
         _check_bool("norm_first", norm_first)
         self.norm_first = norm_first
         self.attention = _attention(num_hiddens, num_heads, dropout, use_bias, impl)
-        self.addnorm1 = AddNorm(num_hiddens, dropout)
-        self.ffn = PositionWiseFFN(ffn_num_hiddens, num_hiddens, num_hiddens)
-        self.addnorm2 = AddNorm(num_hiddens, dropout)
+        self.addnorm1 = AddNorm(num_hiddens, dropout, eps)
+        self.ffn = PositionWiseFFN(ffn_num_hiddens, num_hiddens, num_hiddens, activation)
+        self.addnorm2 = AddNorm(num_hiddens, dropout, eps)
 
     def forward(self, X: Tensor, valid_lens: Tensor | None = None) -> Tensor:
         Y = _sublayer(self.addnorm1, X, lambda h: self.attention(h, h, h, valid_lens), self.norm_first)
@@ -561,6 +582,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 __all__ = [
+    "ACTIVATIONS",
     "AddNorm",
     "BlockCache",
     "PositionWiseFFN",
