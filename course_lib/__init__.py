@@ -17,6 +17,10 @@ module                      chapter
 ``course_lib.decoding``     3, 5. greedy, batched and beam-search decoding, BLEU
 ``course_lib.positional_encoding``  4. sinusoidal and learned positional encodings
 ``course_lib.transformer``  5. the Transformer encoder, decoder and model
+``course_lib.bert``         6. BERT: input builder, MLM masking, NSP pairs,
+                            the model, fine-tuning heads, Hugging Face bridge
+``course_lib.pretrain_bert``  6. BERT pretraining on one or several GPUs
+                            (``torchrun -m course_lib.pretrain_bert``)
 ==========================  ===========================================
 
 Data for chapters 3 to 6: ``course_lib.corpus`` (the generated English–French corpus,

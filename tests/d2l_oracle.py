@@ -19,7 +19,15 @@ import types
 
 
 def load_d2l():
-    """Return the ``d2l.torch`` module, stubbing torchvision if it cannot be imported."""
+    """Return the ``d2l.torch`` module, stubbing torchvision if it cannot be imported.
+
+    The stand-in is registered only while d2l is imported (d2l keeps its own reference):
+    left in ``sys.modules`` it would look like an installed torchvision to other
+    libraries (``transformers`` asks ``importlib.util.find_spec("torchvision")``, which
+    fails on a module without a spec).
+    """
+    if "d2l.torch" in sys.modules:
+        return sys.modules["d2l.torch"]
     try:
         importlib.import_module("torchvision")
     except Exception:  # missing, or present but broken (no matching CPU build)
@@ -30,4 +38,10 @@ def load_d2l():
         stub.transforms = types.ModuleType("torchvision.transforms")
         sys.modules["torchvision"] = stub
         sys.modules["torchvision.transforms"] = stub.transforms
+        try:
+            return importlib.import_module("d2l.torch")
+        finally:
+            for name in ("torchvision", "torchvision.transforms"):
+                if sys.modules.get(name) in (stub, stub.transforms):
+                    del sys.modules[name]
     return importlib.import_module("d2l.torch")

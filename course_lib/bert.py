@@ -1,0 +1,770 @@
+"""Chapter 6: BERT (Devlin et al., 2019), pretraining data, the model, fine-tuning heads.
+
+Shape legend: B batch, T positions, D model size (``num_hiddens``), F the feed-forward
+network's hidden size, H heads, V vocabulary size, P prediction positions per sequence
+(masked language modeling), C classes or tags, L ``max_len`` (learned positions).
+
+**Input.** One text or a pair: ``<cls> a ... <sep> b ... <sep>`` with segment 0 for
+``<cls>``, the first text and its ``<sep>``, segment 1 for the second text and its
+``<sep>`` (:func:`get_tokens_and_segments`). The input embedding is the sum of a token,
+a segment and a learned position embedding.
+
+**Model**, with d2l 1.0.3's names and constructor arguments, so that a d2l ``BERTModel``
+state dict loads into ours with ``strict=True`` (and the reverse) and gives the same
+outputs:
+
+* :class:`BERTEncoder`: embeddings + ``num_blks`` encoder blocks of chapter 5
+  (``course_lib.transformer.TransformerEncoderBlock``, with biases in the attention
+  projections), named ``blks.0``, ``blks.1``, ...: (B, T) -> (B, T, D);
+* :class:`MaskLM`: an MLP on the encodings at the prediction positions -> (B, P, V);
+* :class:`NextSentencePred`: a linear layer -> (B, 2) (class 1: the true next sentence);
+* :class:`BERTModel`: the encoder, ``hidden`` (linear + tanh on ``<cls>``, the
+  "pooler"), ``mlm`` and ``nsp``; forward gives ``(encoded_X, mlm_Y_hat, nsp_Y_hat)``.
+
+Options for the original BERT (defaults keep d2l's model): ``activation="gelu"`` (FFN
+and MLM head), ``eps=1e-12`` (every LayerNorm), ``embedding_norm=True`` (LayerNorm, then
+dropout, on the summed embeddings), ``tie_weights=True`` (the MLM output layer's weight
+*is* the token embedding matrix; it keeps its own bias), ``num_segments``.
+:data:`BERT_CONFIGS` has the Base and Large sizes; :func:`bert_parameter_count` the
+number of parameters in closed form; :func:`from_huggingface` turns a Hugging Face
+``BertForPreTraining`` or ``BertModel`` into our ``BERTModel``.
+
+**Two attention paths**, as in chapter 5: ``model.impl = "manual"`` (teaching path,
+``model.attention_weights`` holds every block's (B, H, T, T) weights after a call) or
+``"sdpa"`` (PyTorch's fused kernel). Same parameters, same results.
+
+**Pretraining data.** :func:`nsp_pairs` draws next-sentence pairs from documents (50 %
+the true next sentence, 50 % a random sentence of another document); :func:`mask_tokens`
+chooses 15 % of the ordinary tokens to predict and replaces 80 % of those by ``<mask>``,
+10 % by a random token and leaves 10 % unchanged; :class:`BERTPretrainingDataset` (or
+:func:`load_pretraining_data`) puts both together into d2l-style batches
+``(tokens, segments, valid_lens, pred_positions, mlm_weights, mlm_labels, nsp_labels)``.
+:func:`masked_lm_loss` averages the cross-entropy over the real prediction positions
+only (d2l 1.0.3's ``_get_batch_loss_bert`` averages over the padded ones too, d2l issue
+#2582); :func:`pretraining_loss` adds the next-sentence loss.
+
+**Fine-tuning.** :class:`BERTClassifier` (one label per text or pair, from ``<cls>``) and
+:class:`BERTTagger` (one label per token) reuse a pretrained model's encoder;
+:func:`encode_inputs` and :func:`encode_tagging` build their batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from course_lib.text import CLS, MASK, PAD, RESERVED, SEP, UNK, Vocab
+from course_lib.transformer import (
+    ACTIVATIONS,
+    TransformerEncoderBlock,
+    _check_activation,
+    _check_bool,
+    _check_int,
+    _check_tokens,
+    _linear,
+    _SwitchesImpl,
+)
+
+#: Sizes of the two models of Devlin et al. (2019), with the options of the original
+#: BERT (GELU, LayerNorm eps 1e-12 and after the embeddings, tied MLM output layer).
+#: ``BERTModel(**BERT_CONFIGS["base"])``: about 110 million parameters; "large": 336 million.
+BERT_CONFIGS: dict[str, dict[str, object]] = {
+    name: dict(vocab_size=30522, num_hiddens=D, ffn_num_hiddens=4 * D, num_heads=H, num_blks=layers, dropout=0.1,
+               max_len=512, num_segments=2, activation="gelu", eps=1e-12, embedding_norm=True, tie_weights=True)
+    for name, D, H, layers in (("base", 768, 12, 12), ("large", 1024, 16, 24))
+}
+
+IGNORE_INDEX = -100  #: label of positions without a target (F.cross_entropy's default ignore_index)
+
+
+def get_tokens_and_segments(tokens_a: Sequence[str], tokens_b: Sequence[str] | None = None) -> tuple[list[str], list[int]]:
+    """BERT's input for one text or a pair: ``<cls> a <sep> [b <sep>]`` and its segment ids.
+
+    Segment 0 covers ``<cls>``, ``tokens_a`` and the first ``<sep>``; segment 1 covers
+    ``tokens_b`` and the last ``<sep>``.
+    """
+    tokens, segments = [CLS, *tokens_a, SEP], [0] * (len(tokens_a) + 2)
+    if tokens_b is not None:
+        tokens += [*tokens_b, SEP]
+        segments += [1] * (len(tokens_b) + 1)
+    return tokens, segments
+
+
+def _check_segments(segments: Tensor | None, tokens: Tensor, num_segments: int) -> Tensor:
+    if segments is None:
+        return torch.zeros_like(tokens)
+    if segments.shape != tokens.shape:
+        raise ValueError(f"segments must have the tokens' shape {tuple(tokens.shape)}, got {tuple(segments.shape)}")
+    return segments
+
+
+class BERTEncoder(_SwitchesImpl):
+    """BERT's encoder: token ids (B, T) and segment ids (B, T) -> representations (B, T, D).
+
+    ``BERTEncoder(vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks, dropout,
+    max_len=1000)`` as in d2l 1.0.3: ``token_embedding`` (V, D), ``segment_embedding``
+    (``num_segments``, D), a learned ``pos_embedding`` (1, L, D), and the blocks
+    ``blks.0``, ``blks.1``, ... Forward ``(tokens, segments=None, valid_lens=None)``:
+    segments default to 0 everywhere; keys beyond ``valid_lens`` (padding) get no
+    attention. The embeddings are not scaled by sqrt(D) (unlike chapter 5's encoder).
+
+    Keyword options (see the module's docstring): ``num_segments``, ``activation``,
+    ``eps``, ``embedding_norm`` (adds ``embedding_norm``, a LayerNorm, and dropout after
+    the summed embeddings), ``impl``.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_hiddens: int,
+        ffn_num_hiddens: int,
+        num_heads: int,
+        num_blks: int,
+        dropout: float,
+        max_len: int = 1000,
+        *,
+        num_segments: int = 2,
+        activation: str = "relu",
+        eps: float = 1e-5,
+        embedding_norm: bool = False,
+        impl: str = "manual",
+    ) -> None:
+        super().__init__()
+        for name, value in (("vocab_size", vocab_size), ("num_hiddens", num_hiddens), ("num_blks", num_blks),
+                            ("max_len", max_len), ("num_segments", num_segments)):
+            _check_int(name, value)
+        _check_activation(activation)
+        _check_bool("embedding_norm", embedding_norm)
+        self.max_len, self.num_segments = max_len, num_segments
+        self.token_embedding = nn.Embedding(vocab_size, num_hiddens)
+        self.segment_embedding = nn.Embedding(num_segments, num_hiddens)
+        self.blks = nn.Sequential()
+        for i in range(num_blks):
+            self.blks.add_module(str(i), TransformerEncoderBlock(
+                num_hiddens, ffn_num_hiddens, num_heads, dropout, use_bias=True, impl=impl,
+                activation=activation, eps=eps))
+        self.pos_embedding = nn.Parameter(torch.randn(1, max_len, num_hiddens))  # one learned vector per position
+        if embedding_norm:
+            self.embedding_norm = nn.LayerNorm(num_hiddens, eps=eps)
+            self.embedding_dropout = nn.Dropout(dropout)
+
+    def embed(self, tokens: Tensor, segments: Tensor | None = None) -> Tensor:
+        """The input representation: token + segment + position embeddings, (B, T) -> (B, T, D)."""
+        _check_tokens(tokens, "BERTEncoder")
+        T = tokens.shape[1]
+        if T > self.max_len:
+            raise ValueError(f"{T} positions exceed max_len={self.max_len} learned position embeddings")
+        segments = _check_segments(segments, tokens, self.num_segments)
+        X = self.token_embedding(tokens) + self.segment_embedding(segments) + self.pos_embedding[:, :T]
+        if hasattr(self, "embedding_norm"):
+            X = self.embedding_dropout(self.embedding_norm(X))
+        return X  # (B, T, D)
+
+    def forward(self, tokens: Tensor, segments: Tensor | None = None, valid_lens: Tensor | None = None) -> Tensor:
+        X = self.embed(tokens, segments)
+        for blk in self.blks:
+            X = blk(X, valid_lens)
+        return X  # (B, T, D)
+
+    @property
+    def attention_weights(self) -> list[Tensor]:
+        """Self-attention weights of the last call, one (B, H, T, T) tensor per block (teaching path)."""
+        return [blk.attention.attention_weights for blk in self.blks]
+
+
+def gather_positions(X: Tensor, positions: Tensor) -> Tensor:
+    """Rows of X (B, T, D) at ``positions`` (B, P) of each sequence: (B, P, D)."""
+    if positions.dim() != 2 or positions.shape[0] != X.shape[0]:
+        raise ValueError(f"positions must be (B, P) with B={X.shape[0]}, got {tuple(positions.shape)}")
+    rows = torch.arange(X.shape[0], device=X.device).unsqueeze(1)  # (B, 1), broadcast against (B, P)
+    return X[rows, positions.to(X.device)]
+
+
+class MaskLM(nn.Module):
+    """Masked language model head: encodings (B, T, D) and positions (B, P) -> logits (B, P, V).
+
+    ``MaskLM(vocab_size, num_hiddens)`` as in d2l 1.0.3: ``mlp`` = linear (D -> D),
+    activation, LayerNorm, linear (D -> V). The first linear layer learns its input size
+    on the first call (a lazy layer) unless ``num_inputs`` is given.
+    """
+
+    def __init__(
+        self, vocab_size: int, num_hiddens: int, num_inputs: int | None = None, *, activation: str = "relu",
+        eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        act = ACTIVATIONS[_check_activation(activation)]
+        self.mlp = nn.Sequential(_linear(num_inputs, num_hiddens), act(), nn.LayerNorm(num_hiddens, eps=eps),
+                                 nn.Linear(num_hiddens, vocab_size))
+
+    def forward(self, X: Tensor, pred_positions: Tensor) -> Tensor:
+        return self.mlp(gather_positions(X, pred_positions))  # (B, P, D) -> (B, P, V)
+
+
+class NextSentencePred(nn.Module):
+    """Next sentence prediction head: (B, D) -> logits (B, 2); class 1 = the true next sentence.
+
+    ``NextSentencePred()`` as in d2l 1.0.3: ``output`` learns its input size on the first
+    call unless ``num_inputs`` is given.
+    """
+
+    def __init__(self, num_inputs: int | None = None) -> None:
+        super().__init__()
+        self.output = _linear(num_inputs, 2)
+
+    def forward(self, X: Tensor) -> Tensor:
+        return self.output(X)
+
+
+class BERTModel(_SwitchesImpl):
+    """BERT: the encoder and the two pretraining heads.
+
+    ``BERTModel(vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks, dropout,
+    max_len=1000)`` as in d2l 1.0.3: ``encoder``, ``hidden`` (linear D -> D and tanh on
+    the ``<cls>`` encoding), ``mlm`` and ``nsp``. Forward ``(tokens (B, T), segments (B, T)
+    or None, valid_lens (B,) or None, pred_positions (B, P) or None)`` returns
+    ``(encoded_X (B, T, D), mlm_Y_hat (B, P, V) or None, nsp_Y_hat (B, 2))``.
+
+    Keyword options (defaults: d2l's model): ``num_segments``, ``activation``, ``eps``,
+    ``embedding_norm``, ``tie_weights``, ``impl``; see the module's docstring. Every layer
+    knows its input size (no lazy layers), so the model can be built on the meta device
+    to count its parameters.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_hiddens: int,
+        ffn_num_hiddens: int,
+        num_heads: int,
+        num_blks: int,
+        dropout: float,
+        max_len: int = 1000,
+        *,
+        num_segments: int = 2,
+        activation: str = "relu",
+        eps: float = 1e-5,
+        embedding_norm: bool = False,
+        tie_weights: bool = False,
+        impl: str = "manual",
+    ) -> None:
+        super().__init__()
+        _check_bool("tie_weights", tie_weights)
+        self.config = dict(vocab_size=vocab_size, num_hiddens=num_hiddens, ffn_num_hiddens=ffn_num_hiddens,
+                           num_heads=num_heads, num_blks=num_blks, dropout=dropout, max_len=max_len,
+                           num_segments=num_segments, activation=activation, eps=eps,
+                           embedding_norm=embedding_norm, tie_weights=tie_weights)
+        self.encoder = BERTEncoder(vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks, dropout, max_len,
+                                   num_segments=num_segments, activation=activation, eps=eps,
+                                   embedding_norm=embedding_norm, impl=impl)
+        self.hidden = nn.Sequential(nn.Linear(num_hiddens, num_hiddens), nn.Tanh())
+        self.mlm = MaskLM(vocab_size, num_hiddens, num_hiddens, activation=activation, eps=eps)
+        self.nsp = NextSentencePred(num_hiddens)
+        if tie_weights:  # one (V, D) matrix embeds token v (row v) and scores it
+            self.mlm.mlp[3].weight = self.encoder.token_embedding.weight
+
+    @property
+    def tie_weights(self) -> bool:
+        """Whether the MLM output layer's weight is the token embedding matrix."""
+        return self.mlm.mlp[3].weight is self.encoder.token_embedding.weight
+
+    def forward(
+        self,
+        tokens: Tensor,
+        segments: Tensor | None = None,
+        valid_lens: Tensor | None = None,
+        pred_positions: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None, Tensor]:
+        encoded_X = self.encoder(tokens, segments, valid_lens)  # (B, T, D)
+        mlm_Y_hat = None if pred_positions is None else self.mlm(encoded_X, pred_positions)  # (B, P, V)
+        nsp_Y_hat = self.nsp(self.hidden(encoded_X[:, 0]))  # from <cls>, position 0: (B, 2)
+        return encoded_X, mlm_Y_hat, nsp_Y_hat
+
+    @property
+    def attention_weights(self) -> list[Tensor]:
+        """Self-attention weights of the last call, one (B, H, T, T) tensor per block (teaching path)."""
+        return self.encoder.attention_weights
+
+
+def bert_parameter_count(
+    vocab_size: int,
+    num_hiddens: int,
+    ffn_num_hiddens: int,
+    num_heads: int | None = None,
+    num_blks: int = 12,
+    dropout: float | None = None,
+    max_len: int = 1000,
+    *,
+    num_segments: int = 2,
+    embedding_norm: bool = False,
+    tie_weights: bool = False,
+    heads: bool = True,
+    **ignored: object,
+) -> int:
+    """Number of parameters of ``BERTModel`` with these arguments, in closed form.
+
+    With V, D, F, L, S = vocab_size, num_hiddens, ffn_num_hiddens, max_len, num_segments:
+
+    * embeddings: (V + S + L) D, plus 2D for ``embedding_norm``;
+    * each block: attention 4 (D^2 + D), FFN 2 D F + F + D, two LayerNorms 4D;
+    * ``heads`` (pretraining heads): ``hidden`` D^2 + D, ``mlm`` D^2 + D + 2D + V
+      (+ V D unless ``tie_weights``), ``nsp`` 2D + 2.
+
+    The number of heads does not change the count (nor do ``dropout``, ``activation``,
+    ``eps`` or ``impl``, accepted so that ``bert_parameter_count(**BERT_CONFIGS["base"])``
+    works). Without ``heads`` the count is the encoder's alone.
+    """
+    V, D, Fh, L, S = vocab_size, num_hiddens, ffn_num_hiddens, max_len, num_segments
+    embeddings = (V + S + L) * D + (2 * D if embedding_norm else 0)
+    block = 4 * (D * D + D) + (2 * D * Fh + Fh + D) + 4 * D
+    total = embeddings + num_blks * block
+    if heads:
+        total += (D * D + D) + (D * D + D + 2 * D + V + (0 if tie_weights else V * D)) + (2 * D + 2)
+    return total
+
+
+# ------------------------------------------------------------------------------ pretraining data
+
+
+class NSPPair(NamedTuple):
+    """One next-sentence example and where its sentences come from."""
+
+    tokens_a: list[str]
+    tokens_b: list[str]
+    is_next: bool  #: True: b is the sentence after a in a's document
+    a: tuple[int, int]  #: (document, sentence) of a
+    b: tuple[int, int]  #: (document, sentence) of b
+
+
+def nsp_pairs(
+    documents: Sequence[Sequence[Sequence[str]]],
+    generator: torch.Generator | None = None,
+    max_len: int | None = None,
+) -> list[NSPPair]:
+    """Next-sentence pairs from documents (each a list of token lists).
+
+    Every sentence that has a next one in its document starts one pair; with probability
+    1/2 the second sentence is that next one (``is_next``), otherwise a sentence drawn
+    uniformly from a document drawn uniformly among the *other* documents. Pairs whose
+    BERT input (``<cls>``, both sentences, two ``<sep>``) is longer than ``max_len`` are
+    left out. Deterministic given ``generator``.
+    """
+    if len(documents) < 2:
+        raise ValueError(f"next-sentence pairs need at least 2 documents, got {len(documents)}")
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    starts = [(d, i) for d, doc in enumerate(documents) for i in range(len(doc) - 1)]
+    n = len(starts)
+    coins = torch.rand(n, generator=g).tolist()  # < 0.5: the true next sentence
+    other_docs = torch.randint(0, len(documents) - 1, (n,), generator=g).tolist()  # skips a's own document
+    other_sents = torch.rand(n, generator=g).tolist()  # uniform in [0, 1): a sentence of that document
+    pairs = []
+    for (d, i), coin, od, u in zip(starts, coins, other_docs, other_sents):
+        if coin < 0.5:
+            b = (d, i + 1)
+        else:
+            od = od + (od >= d)  # 0 .. n_docs - 2 mapped onto the documents other than d
+            b = (od, min(int(u * len(documents[od])), len(documents[od]) - 1))
+        tokens_a, tokens_b = list(documents[d][i]), list(documents[b[0]][b[1]])
+        if max_len is not None and len(tokens_a) + len(tokens_b) + 3 > max_len:
+            continue
+        pairs.append(NSPPair(tokens_a, tokens_b, coin < 0.5, (d, i), b))
+    return pairs
+
+
+class MLMData(NamedTuple):
+    """Inputs and targets of masked language modeling for N sequences."""
+
+    tokens: Tensor  #: (N, T) the input, with the chosen positions replaced
+    pred_positions: Tensor  #: (N, P) chosen positions in increasing order, padded with 0
+    mlm_weights: Tensor  #: (N, P) float, 1 for a real prediction, 0 for padding
+    mlm_labels: Tensor  #: (N, P) the original tokens at the chosen positions, padded with 0
+
+
+def special_token_ids(vocab: Vocab) -> list[int]:
+    """Ids never chosen for prediction nor drawn as random replacements: the reserved tokens but ``<unk>``."""
+    return [vocab.token_to_idx[t] for t in RESERVED if t != UNK and t in vocab.token_to_idx]
+
+
+def mask_tokens(
+    tokens: Tensor,
+    valid_lens: Tensor,
+    vocab: Vocab,
+    generator: torch.Generator | None = None,
+    ratio: float = 0.15,
+    num_preds: int | None = None,
+) -> MLMData:
+    """Choose and corrupt the positions to predict in padded sequences ``tokens`` (N, T).
+
+    Candidates are the positions before ``valid_lens`` whose token is not special
+    (``<cls>``, ``<sep>``, ``<pad>`` and the other reserved tokens but ``<unk>``). A
+    sequence with n candidates gets k = floor(ratio n + u) predictions (u uniform in
+    [0, 1): so k is ratio n on average, never off by more than one), at least one and
+    at most n, at positions drawn uniformly without replacement. Of the chosen tokens,
+    80 % become ``<mask>``, 10 % an ordinary token drawn uniformly (never a reserved
+    one; it may happen to be the original) and 10 % stay unchanged. ``num_preds``, the
+    width P of the outputs, defaults to the largest k. Deterministic given
+    ``generator``; vectorized (a few milliseconds for thousands of sequences).
+    """
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"ratio must be in (0, 1), got {ratio!r}")
+    _check_tokens(tokens, "mask_tokens")
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    N, T = tokens.shape
+    special = torch.tensor(special_token_ids(vocab), dtype=tokens.dtype)
+    in_range = torch.arange(T).unsqueeze(0) < valid_lens.reshape(-1, 1).to(torch.long)  # (N, T)
+    candidate = in_range & ~torch.isin(tokens, special)  # (N, T)
+    n = candidate.sum(dim=1)  # (N,)
+    k = torch.floor(ratio * n + torch.rand(N, generator=g)).to(torch.long).clamp(min=1)
+    k = torch.minimum(k, n)  # (N,)
+    # A random order of the candidates: uniform scores, non-candidates last.
+    scores = torch.where(candidate, torch.rand(N, T, generator=g), torch.full((N, T), 2.0))
+    rank = scores.argsort(dim=1).argsort(dim=1)  # rank[i, t]: place of position t in sequence i's order
+    chosen = rank < k.unsqueeze(1)  # (N, T): the first k candidates
+    k_max = int(k.max()) if N else 0
+    P = max(1, k_max) if num_preds is None else num_preds
+    if k_max > P:
+        raise ValueError(f"num_preds={P} is smaller than the {k_max} predictions of some sequence")
+    # The chosen positions in increasing order: chosen ones first (stable sort of ~chosen).
+    positions = (~chosen).to(torch.int8).argsort(dim=1, stable=True)[:, :P]  # (N, P)
+    weights = (torch.arange(P).unsqueeze(0) < k.unsqueeze(1)).to(torch.float32)  # (N, P)
+    positions = torch.where(weights > 0, positions, torch.zeros_like(positions))
+    labels = torch.where(weights > 0, tokens.gather(1, positions), torch.zeros_like(positions))
+    # 80 / 10 / 10: <mask>, a random ordinary token, unchanged.
+    u = torch.rand(N, P, generator=g)
+    ordinary = torch.tensor([i for i in range(len(vocab)) if i not in set(special.tolist())], dtype=tokens.dtype)
+    random_tokens = ordinary[torch.randint(0, len(ordinary), (N, P), generator=g)]
+    replacement = torch.where(u < 0.8, torch.full_like(labels, vocab[MASK]), torch.where(u < 0.9, random_tokens, labels))
+    corrupted = tokens.clone()
+    real = weights > 0
+    rows = torch.arange(N).unsqueeze(1).expand(N, P)
+    corrupted[rows[real], positions[real]] = replacement[real]
+    return MLMData(corrupted, positions, weights, labels)
+
+
+def _pad(rows: Sequence[Sequence[int]], width: int, value: int) -> Tensor:
+    out = torch.full((len(rows), width), value, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.as_tensor(r, dtype=torch.long)
+    return out
+
+
+class BERTPretrainingDataset(Dataset):
+    """Masked-language-model and next-sentence examples from documents, d2l-style.
+
+    ``BERTPretrainingDataset(documents, vocab, max_len=64, seed=0)``: ``documents`` is a
+    list of documents, each a list of sentences, each a list of tokens. Pairs come from
+    :func:`nsp_pairs`, masking from :func:`mask_tokens`, both drawn once, from one
+    ``torch.Generator`` seeded with ``seed`` (the same dataset on every process). Item i
+    is d2l's 7-tuple ``(tokens (L,), segments (L,), valid_len (), pred_positions (P,),
+    mlm_weights (P,), mlm_labels (P,), nsp_label ())``, padded to ``max_len`` = L;
+    ``loader`` trims each batch to its longest sequence. ``pairs`` keeps each example's
+    sentences and where they come from. :meth:`from_corpus` reads the course corpus.
+    """
+
+    def __init__(self, documents: Sequence[Sequence[Sequence[str]]], vocab: Vocab, max_len: int = 64, seed: int = 0,
+                 ratio: float = 0.15) -> None:
+        _check_int("max_len", max_len, minimum=4)
+        g = torch.Generator().manual_seed(seed)
+        self.vocab, self.max_len = vocab, max_len
+        self.pairs = nsp_pairs(documents, g, max_len)
+        if not self.pairs:
+            raise ValueError(f"no sentence pair fits max_len={max_len}")
+        cls_, sep = vocab[CLS], vocab[SEP]
+        ids, segs = [], []
+        for p in self.pairs:
+            a, b = vocab[p.tokens_a], vocab[p.tokens_b]
+            ids.append([cls_, *a, sep, *b, sep])
+            segs.append([0] * (len(a) + 2) + [1] * (len(b) + 1))
+        self.valid_lens = torch.tensor([len(r) for r in ids], dtype=torch.long)
+        self.segments = _pad(segs, max_len, 0)
+        original = _pad(ids, max_len, vocab[PAD])
+        mlm = mask_tokens(original, self.valid_lens, vocab, g, ratio)
+        self.tokens, self.pred_positions, self.mlm_weights, self.mlm_labels = mlm
+        self.nsp_labels = torch.tensor([p.is_next for p in self.pairs], dtype=torch.long)
+
+    @classmethod
+    def from_corpus(cls, corpus, split: str = "train", max_len: int = 64, seed: int = 0) -> BERTPretrainingDataset:
+        """Pairs from the documents of a split of ``course_lib.corpus.load_corpus()``, its English vocabulary."""
+        documents = [[s.en for s in doc] for doc in corpus.documents(split)]
+        return cls(documents, corpus.src_vocab, max_len, seed)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i):
+        return (self.tokens[i], self.segments[i], self.valid_lens[i], self.pred_positions[i], self.mlm_weights[i],
+                self.mlm_labels[i], self.nsp_labels[i])
+
+    def batch(self, indices: Sequence[int] | Tensor, trim: bool = True) -> tuple[Tensor, ...]:
+        """The examples ``indices`` as one batch of 7 tensors, trimmed to the longest sequence and prediction count."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        out = [t[idx] for t in (self.tokens, self.segments, self.valid_lens, self.pred_positions, self.mlm_weights,
+                                self.mlm_labels, self.nsp_labels)]
+        if trim and len(idx):
+            T, P = int(out[2].max()), max(1, int(out[4].sum(dim=1).max()))
+            out[0], out[1] = out[0][:, :T], out[1][:, :T]
+            out[3], out[4], out[5] = out[3][:, :P], out[4][:, :P], out[5][:, :P]
+        return tuple(out)
+
+    def loader(self, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False,
+               trim: bool = True) -> DataLoader:
+        """Batches of :meth:`batch` (shuffling seeded by ``seed``)."""
+        return DataLoader(range(len(self)), batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                          generator=torch.Generator().manual_seed(seed),
+                          collate_fn=lambda indices: self.batch(indices, trim))
+
+
+def wikitext2_documents(paragraphs: Sequence[Sequence[str]]) -> list[list[list[str]]]:
+    """Paragraphs of sentence strings (``course_lib.datasets.load_wikitext2``) as documents of token lists."""
+    return [[sentence.split() for sentence in paragraph] for paragraph in paragraphs]
+
+
+def load_pretraining_data(
+    batch_size: int, max_len: int = 64, source: str = "corpus", split: str = "train", seed: int = 0,
+    num_sentences: int = 8000, folder=None,
+) -> tuple[DataLoader, Vocab]:
+    """``(loader, vocab)`` like d2l's ``load_data_wiki``, from the course corpus or WikiText-2.
+
+    ``source="corpus"``: ``load_corpus(num_sentences, seed)`` and its English vocabulary.
+    ``source="wikitext2"``: WikiText-2 through ``course_lib.datasets`` (downloaded once,
+    verified; ``folder`` is the cache), a vocabulary of the tokens seen at least 5 times.
+    """
+    if source == "corpus":
+        from course_lib.corpus import load_corpus
+
+        dataset = BERTPretrainingDataset.from_corpus(load_corpus(num_sentences, seed), split, max_len, seed)
+    elif source == "wikitext2":
+        from course_lib.datasets import load_wikitext2
+
+        documents = wikitext2_documents(load_wikitext2(split, folder))
+        vocab = Vocab((t for doc in documents for s in doc for t in s), min_freq=5)
+        dataset = BERTPretrainingDataset(documents, vocab, max_len, seed)
+    else:
+        raise ValueError(f"source must be 'corpus' or 'wikitext2', got {source!r}")
+    return dataset.loader(batch_size, shuffle=split == "train", seed=seed), dataset.vocab
+
+
+# --------------------------------------------------------------------------------------- losses
+
+
+def masked_lm_loss(logits: Tensor, labels: Tensor, weights: Tensor, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of the masked language model over the real prediction positions only.
+
+    ``logits`` (B, P, V), ``labels`` (B, P), ``weights`` (B, P): 1 (or any positive
+    weight) for a real prediction, 0 for padding. Padded positions are dropped before
+    the cross-entropy is computed, so whatever their logits hold (even inf or nan) they
+    change neither the loss nor the gradient. ``"mean"``: the weighted mean (0 when
+    there is no real position); ``"sum"``: the weighted sum (for a mean over several
+    processes' batches).
+    """
+    if logits.dim() != 3 or labels.shape != logits.shape[:2] or weights.shape != labels.shape:
+        raise ValueError(f"expected logits (B, P, V), labels and weights (B, P); got {tuple(logits.shape)}, "
+                         f"{tuple(labels.shape)}, {tuple(weights.shape)}")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    keep = (weights > 0).reshape(-1)
+    w = weights.reshape(-1)[keep].to(logits.dtype)
+    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1])[keep], labels.reshape(-1)[keep], reduction="none")
+    total = (ce * w).sum()
+    return total if reduction == "sum" else total / w.sum().clamp(min=torch.finfo(w.dtype).tiny)
+
+
+def pretraining_loss(net: nn.Module, tokens: Tensor, segments: Tensor, valid_lens: Tensor, pred_positions: Tensor,
+                     mlm_weights: Tensor, mlm_labels: Tensor, nsp_labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(mlm_loss, nsp_loss, mlm_loss + nsp_loss)`` of one batch, each a mean (see :func:`masked_lm_loss`)."""
+    _, mlm_Y_hat, nsp_Y_hat = net(tokens, segments, valid_lens.reshape(-1), pred_positions)
+    mlm_l = masked_lm_loss(mlm_Y_hat, mlm_labels, mlm_weights)
+    nsp_l = F.cross_entropy(nsp_Y_hat, nsp_labels)
+    return mlm_l, nsp_l, mlm_l + nsp_l
+
+
+# ----------------------------------------------------------------------------------- fine-tuning
+
+
+def encode_inputs(
+    vocab: Vocab, texts_a: Sequence[Sequence[str]], texts_b: Sequence[Sequence[str]] | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """A batch of BERT inputs ``(tokens (B, T), segments (B, T), valid_lens (B,))`` for texts or pairs."""
+    if texts_b is not None and len(texts_b) != len(texts_a):
+        raise ValueError(f"{len(texts_a)} first texts but {len(texts_b)} second ones")
+    seqs = [get_tokens_and_segments(list(a), None if texts_b is None else list(texts_b[i]))
+            for i, a in enumerate(texts_a)]
+    T = max((len(t) for t, _ in seqs), default=0)
+    tokens = _pad([vocab[t] for t, _ in seqs], T, vocab[PAD])
+    segments = _pad([s for _, s in seqs], T, 0)
+    return tokens, segments, torch.tensor([len(t) for t, _ in seqs], dtype=torch.long)
+
+
+def encode_tagging(
+    vocab: Vocab, tag_vocab: Vocab, sentences: Sequence[tuple[Sequence[str], Sequence[str]]],
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(tokens, segments, valid_lens, tags)`` for token tagging: ``<cls> sentence <sep>``.
+
+    ``tags`` (B, T) is aligned with the tokens: the tag of token t of a sentence at
+    position t + 1; ``<cls>``, ``<sep>`` and padding get ``IGNORE_INDEX`` (-100), which
+    ``F.cross_entropy`` skips.
+    """
+    for words, tags in sentences:
+        if len(words) != len(tags):
+            raise ValueError(f"{len(words)} tokens but {len(tags)} tags in {list(words)}")
+    tokens, segments, valid_lens = encode_inputs(vocab, [w for w, _ in sentences])
+    labels = torch.full_like(tokens, IGNORE_INDEX)
+    for i, (_, tags) in enumerate(sentences):
+        labels[i, 1 : 1 + len(tags)] = torch.as_tensor(tag_vocab[list(tags)], dtype=torch.long)
+    return tokens, segments, valid_lens, labels
+
+
+def _unpack_inputs(tokens, segments, valid_lens):
+    if isinstance(tokens, (tuple, list)):  # d2l's classifiers take one tuple (tokens, segments, valid_lens)
+        tokens, segments, valid_lens = (*tokens, None, None)[:3]
+    return tokens, segments, valid_lens
+
+
+class BERTClassifier(nn.Module):
+    """One label per text or pair, from the ``<cls>`` encoding: (B, T) -> logits (B, C).
+
+    ``BERTClassifier(bert, num_classes)`` reuses (shares) the pretrained model's
+    ``encoder`` and ``hidden`` (the pooler), as d2l's classifier does, and adds a new
+    ``output`` layer. Forward ``(tokens, segments=None, valid_lens=None)``, or d2l's
+    single tuple ``((tokens, segments, valid_lens))``.
+    """
+
+    def __init__(self, bert: BERTModel, num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        _check_int("num_classes", num_classes)
+        self.encoder, self.hidden = bert.encoder, bert.hidden
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(bert.encoder.token_embedding.embedding_dim, num_classes)
+
+    def forward(self, tokens, segments: Tensor | None = None, valid_lens: Tensor | None = None) -> Tensor:
+        tokens, segments, valid_lens = _unpack_inputs(tokens, segments, valid_lens)
+        encoded_X = self.encoder(tokens, segments, valid_lens)
+        return self.output(self.dropout(self.hidden(encoded_X[:, 0])))  # (B, C)
+
+
+class BERTTagger(nn.Module):
+    """One label per token (e.g. part of speech): (B, T) -> logits (B, T, C).
+
+    ``BERTTagger(bert, num_tags)`` reuses the pretrained model's ``encoder`` and adds a
+    linear ``output`` layer applied at every position. Train with
+    ``F.cross_entropy(logits.reshape(-1, C), tags.reshape(-1))``, the tags of
+    :func:`encode_tagging` (-100 where there is nothing to predict).
+    """
+
+    def __init__(self, bert: BERTModel, num_tags: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        _check_int("num_tags", num_tags)
+        self.encoder = bert.encoder
+        self.dropout = nn.Dropout(dropout)
+        self.output = nn.Linear(bert.encoder.token_embedding.embedding_dim, num_tags)
+
+    def forward(self, tokens, segments: Tensor | None = None, valid_lens: Tensor | None = None) -> Tensor:
+        tokens, segments, valid_lens = _unpack_inputs(tokens, segments, valid_lens)
+        return self.output(self.dropout(self.encoder(tokens, segments, valid_lens)))  # (B, T, C)
+
+
+# ----------------------------------------------------------------------------- Hugging Face
+
+
+def from_huggingface(model: nn.Module) -> BERTModel:
+    """Our ``BERTModel`` with the weights of a Hugging Face ``transformers`` BERT.
+
+    ``model``: a ``BertForPreTraining``, ``BertForMaskedLM``, ``BertModel`` (e.g.
+    ``BertForPreTraining.from_pretrained("bert-base-uncased")``, where the internet is
+    available). The result computes the same hidden states (``encoded_X`` =
+    ``last_hidden_state``), MLM logits and NSP logits, with ``activation``, ``eps``,
+    ``embedding_norm=True``, ``num_segments`` (token types) and ``tie_weights`` taken from
+    the model's config. Parts the Hugging Face model lacks (a ``BertModel`` has no MLM
+    or NSP head; one built with ``add_pooling_layer=False`` no pooler) keep their fresh
+    initialization. Token ids are the Hugging Face tokenizer's, not a course ``Vocab``'s.
+    ``attention_probs_dropout_prob`` becomes the attention dropout of every block.
+    ``transformers`` is imported here only (the ``hf`` extra).
+    """
+    from transformers import PreTrainedModel
+
+    bert = getattr(model, "bert", model)
+    cfg = getattr(bert, "config", None)
+    if not isinstance(bert, PreTrainedModel) or getattr(cfg, "model_type", None) != "bert" \
+            or not hasattr(bert, "embeddings"):
+        raise ValueError(f"expected a Hugging Face BERT model (BertModel, BertForPreTraining, ...), got {type(model).__name__}")
+    act = cfg.hidden_act if isinstance(cfg.hidden_act, str) else ""
+    if act not in ACTIVATIONS:
+        raise ValueError(f"hidden_act={cfg.hidden_act!r} is not supported (only {tuple(ACTIVATIONS)})")
+    if getattr(cfg, "position_embedding_type", "absolute") != "absolute" or getattr(cfg, "is_decoder", False):
+        raise ValueError("only encoders with absolute position embeddings are supported")
+    heads = getattr(model, "cls", None)
+    predictions = getattr(heads, "predictions", None)
+    emb = bert.embeddings
+    tied = predictions is not None and predictions.decoder.weight is emb.word_embeddings.weight
+    ours = BERTModel(
+        cfg.vocab_size, cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.num_hidden_layers,
+        cfg.hidden_dropout_prob, cfg.max_position_embeddings, num_segments=cfg.type_vocab_size, activation=act,
+        eps=cfg.layer_norm_eps, embedding_norm=True, tie_weights=tied or predictions is None,
+    )
+
+    def copy(dst: nn.Module, src: nn.Module) -> None:
+        dst.weight.copy_(src.weight)
+        if getattr(dst, "bias", None) is not None:
+            dst.bias.copy_(src.bias)
+
+    ref = next(model.parameters())
+    with torch.no_grad():
+        enc = ours.encoder
+        copy(enc.token_embedding, emb.word_embeddings)
+        copy(enc.segment_embedding, emb.token_type_embeddings)
+        enc.pos_embedding.copy_(emb.position_embeddings.weight.unsqueeze(0))
+        copy(enc.embedding_norm, emb.LayerNorm)
+        for blk, layer in zip(enc.blks, bert.encoder.layer):
+            att = layer.attention
+            for ours_lin, theirs_lin in ((blk.attention.W_q, att.self.query), (blk.attention.W_k, att.self.key),
+                                         (blk.attention.W_v, att.self.value), (blk.attention.W_o, att.output.dense)):
+                copy(ours_lin, theirs_lin)
+            copy(blk.addnorm1.ln, att.output.LayerNorm)
+            copy(blk.ffn.dense1, layer.intermediate.dense)
+            copy(blk.ffn.dense2, layer.output.dense)
+            copy(blk.addnorm2.ln, layer.output.LayerNorm)
+            blk.attention.attention.dropout_p = float(cfg.attention_probs_dropout_prob)
+        if getattr(bert, "pooler", None) is not None:
+            copy(ours.hidden[0], bert.pooler.dense)
+        if predictions is not None:
+            copy(ours.mlm.mlp[0], predictions.transform.dense)
+            copy(ours.mlm.mlp[2], predictions.transform.LayerNorm)
+            if not tied:
+                ours.mlm.mlp[3].weight.copy_(predictions.decoder.weight)
+            ours.mlm.mlp[3].bias.copy_(predictions.decoder.bias)  # tied models: the same tensor as predictions.bias
+        if getattr(heads, "seq_relationship", None) is not None:
+            copy(ours.nsp.output, heads.seq_relationship)
+    return ours.to(device=ref.device, dtype=ref.dtype).train(model.training)
+
+
+__all__ = [
+    "BERT_CONFIGS",
+    "BERTClassifier",
+    "BERTEncoder",
+    "BERTModel",
+    "BERTPretrainingDataset",
+    "BERTTagger",
+    "IGNORE_INDEX",
+    "MLMData",
+    "MaskLM",
+    "NSPPair",
+    "NextSentencePred",
+    "bert_parameter_count",
+    "encode_inputs",
+    "encode_tagging",
+    "from_huggingface",
+    "gather_positions",
+    "get_tokens_and_segments",
+    "load_pretraining_data",
+    "mask_tokens",
+    "masked_lm_loss",
+    "nsp_pairs",
+    "pretraining_loss",
+    "special_token_ids",
+    "wikitext2_documents",
+]
