@@ -10,7 +10,7 @@ requirements.txt or pyproject.toml change). Other commands, for authors and inst
     python3 tasks.py homework    # student notebooks + autograders into _build/homework/
     python3 tasks.py grade HW SUBMISSIONS...   # grade submissions, write a score report
     python3 tasks.py notebooks   # only execute and validate the notebooks (nbval)
-    python3 tasks.py bench [--quick]    # benchmarks/attention.py, multihead.py, transformer.py
+    python3 tasks.py bench [--quick]    # benchmarks/attention.py, multihead.py, transformer.py, bert.py
     python3 tasks.py execute [NB ...]   # re-execute notebooks in place, top to bottom
     python3 tasks.py sync-repo-url      # copy the repository URL from _config.yml into notebooks
     python3 tasks.py robustness [NB ...] [--seeds 0 1 2]
@@ -360,7 +360,7 @@ def cmd_notebooks(args: argparse.Namespace) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     py = ensure_venv()
-    for script in ("attention.py", "multihead.py", "transformer.py"):
+    for script in ("attention.py", "multihead.py", "transformer.py", "bert.py"):
         run([py, ROOT / "benchmarks" / script, *args.bench_args], env=pytest_env())
 
 

@@ -1,0 +1,99 @@
+"""Benchmark: BERT pretraining throughput, the fused attention path against the teaching path.
+
+    .venv/bin/python benchmarks/bert.py [--quick] [--rounds N] [--device cpu|cuda]
+
+One pretraining step (forward, masked-LM and next-sentence losses, backward, Adam step)
+of ``course_lib.bert.BERTModel`` on batches of the course corpus
+(``BERTPretrainingDataset.from_corpus``, trimmed to each batch's longest pair), with
+``impl="sdpa"`` (PyTorch's fused kernel) and ``impl="manual"`` (the teaching path, which
+keeps every head's attention weights). Both models start from the same weights and see
+the same batches. Throughput is the real (non-padding) tokens of a batch divided by the
+median step time. Timings are round-robin medians (see benchmarks/attention.py); they
+are printed, never asserted. Results go to stdout and to _build/benchmarks/bert.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import platform
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import course_lib  # noqa: E402
+from attention import round_robin  # noqa: E402
+from course_lib.bert import BERTModel, BERTPretrainingDataset, pretraining_loss  # noqa: E402
+from course_lib.corpus import load_corpus  # noqa: E402
+
+CONFIGS = [  # B, D, H, layers, F
+    (64, 128, 2, 2, 256),
+    (128, 256, 4, 4, 1024),
+]
+QUICK = CONFIGS[:1]
+
+
+def bench(dataset, B, D, H, layers, ffn, device, rounds, dropout):
+    torch.manual_seed(0)
+    models = {"sdpa": BERTModel(len(dataset.vocab), D, ffn, H, layers, dropout, dataset.max_len, impl="sdpa")}
+    models["manual"] = copy.deepcopy(models["sdpa"])
+    models["manual"].impl = "manual"
+    optimizers = {}
+    for name, model in models.items():
+        model.to(device).train()
+        optimizers[name] = torch.optim.Adam(model.parameters(), lr=1e-4)
+    batch = tuple(t.to(device) for t in dataset.batch(torch.arange(B)))
+    tokens = int(batch[2].sum())
+
+    def step(name):
+        optimizers[name].zero_grad(set_to_none=True)
+        pretraining_loss(models[name], *batch)[2].backward()
+        optimizers[name].step()
+
+    seconds = round_robin({name: (lambda n=name: step(n)) for name in models}, device, rounds)
+    return tokens, batch[0].shape[1], seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the small configuration only, fewer rounds")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per configuration")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: course_lib.try_gpu())")
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device) if args.device else course_lib.try_gpu()
+    rounds = args.rounds or (5 if args.quick else 15)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    dataset = BERTPretrainingDataset.from_corpus(load_corpus(), "train")
+    print(f"device: {where}; torch {torch.__version__}; median of {rounds} rounds\n")
+    print(f"BERT pretraining step (forward + MLM and NSP losses + backward + Adam), course corpus, "
+          f"vocabulary {len(dataset.vocab)}, dropout {args.dropout}\n")
+    header = ["B", "T", "tokens", "D", "H", "layers", "F", "sdpa_ms", "manual_ms", "sdpa_tok/s", "manual_tok/s",
+              "manual/sdpa"]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    rows = []
+    for B, D, H, layers, ffn in QUICK if args.quick else CONFIGS:
+        tokens, T, s = bench(dataset, B, D, H, layers, ffn, device, rounds, args.dropout)
+        row = [B, T, tokens, D, H, layers, ffn, f"{s['sdpa'] * 1e3:.1f}", f"{s['manual'] * 1e3:.1f}",
+               f"{tokens / s['sdpa']:,.0f}", f"{tokens / s['manual']:,.0f}", f"{s['manual'] / s['sdpa']:.2f}"]
+        rows.append(row)
+        print("| " + " | ".join(str(x) for x in row) + " |", flush=True)
+    out = ROOT / "_build" / "benchmarks"
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "bert.csv", "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    print(f"\ntable saved to {out / 'bert.csv'}")
+
+
+if __name__ == "__main__":
+    main()
