@@ -1,0 +1,252 @@
+"""Homework 6 (BERT): slips, trivial answers and alternative correct answers."""
+
+_BUILD = '''tokens = ["<cls>"] + a + ["<sep>"]
+    segments = [0] * len(tokens)
+    if b is not None:
+        tokens += b + ["<sep>"]
+        segments += [1] * (len(b) + 1)
+    return tokens, segments'''
+
+
+# bert_input's slips differ from the solution in one place each.
+def _input(room="max_len - (2 if b is None else 3)", longer_b="b is not None and len(b) >= len(a)", build=_BUILD):
+    return f'''
+def bert_input(tokens_a, tokens_b=None, max_len=None):
+    a = list(tokens_a)
+    b = None if tokens_b is None else list(tokens_b)
+    if max_len is not None:
+        room = {room}
+        while len(a) + (0 if b is None else len(b)) > room:
+            if {longer_b}:
+                b.pop()
+            else:
+                a.pop()
+    {build}
+'''
+
+
+def _mlm(scores="logits.gather(1, pred_positions.long().unsqueeze(-1).expand(-1, -1, logits.shape[-1]))",
+         reduce="(nll * weights).sum() / weights.sum()"):
+    return f'''
+def masked_lm_loss(logits, pred_positions, labels, weights):
+    scores = {scores}
+    nll = -torch.log_softmax(scores, dim=-1).gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)
+    return {reduce}
+'''
+
+
+def _mask(candidates="torch.nonzero(~special.bool()).squeeze(1)", k="max(1, round(0.15 * len(candidates)))",
+          order="torch.argsort(r[candidates])", rule="mask_id if x < 0.8 else int(random_ids[i]) if x < 0.9 else int(ids[i])",
+          labels="ids[positions]"):
+    return f'''
+def mask_for_mlm(ids, special, r, u, random_ids, mask_id):
+    candidates = {candidates}
+    k = {k}
+    positions = torch.sort(candidates[{order}[:k]]).values
+    masked = ids.clone()
+    for i in positions.tolist():
+        x = float(u[i])
+        masked[i] = {rule}
+    return masked, positions, {labels}
+'''
+
+
+def _nsp(others="e != d", label="1", coin="coins[k] < 0.5", k="len(pairs)"):
+    return f'''
+def nsp_pairs(documents, coins, picks):
+    pairs = []
+    for d, doc in enumerate(documents):
+        others = [s for e, other in enumerate(documents) if {others} for s in other]
+        for i in range(len(doc) - 1):
+            k = {k}
+            if {coin}:
+                pairs.append((doc[i], doc[i + 1], {label}))
+            else:
+                pairs.append((doc[i], others[int(picks[k] * len(others))], 1 - {label}))
+    return pairs
+'''
+
+
+SLIPS = {
+    "q1": [
+        ("the first <sep> given segment 1 (as if it opened text b)", {"bert_input": _input(build='''tokens = ["<cls>"] + a
+    segments = [0] * len(tokens)
+    if b is None:
+        return tokens + ["<sep>"], segments + [0]
+    tokens += ["<sep>"] + b + ["<sep>"]
+    segments += [1] * (len(b) + 2)
+    return tokens, segments''')}, "the first <sep> closes text a: it has segment 0"),
+        ("no <sep> after text b", {"bert_input": _input(build='''tokens = ["<cls>"] + a + ["<sep>"]
+    segments = [0] * len(tokens)
+    if b is not None:
+        tokens += b
+        segments += [1] * len(b)
+    return tokens, segments''')}, "a pair ends with a second <sep>"),
+        ("max_len compared with the texts alone, special tokens not counted", {"bert_input": _input(room="max_len")},
+         "max_len counts <cls> and the <sep> tokens too"),
+        ("only text b trimmed", {"bert_input": _input(longer_b="b")}, "trim the LONGER text"),
+        ("every segment 0", {"bert_input": _input(build='''tokens = ["<cls>"] + a + ["<sep>"]
+    if b is not None:
+        tokens += b + ["<sep>"]
+    return tokens, [0] * len(tokens)''')}, "the tokens of text b and the last <sep> have segment 1"),
+        ("the built input cut at max_len", {"bert_input": '''
+def bert_input(tokens_a, tokens_b=None, max_len=None):
+    tokens = ["<cls>"] + list(tokens_a) + ["<sep>"]
+    segments = [0] * len(tokens)
+    if tokens_b is not None:
+        tokens += list(tokens_b) + ["<sep>"]
+        segments += [1] * (len(tokens_b) + 1)
+    if max_len is not None:
+        tokens, segments = tokens[:max_len], segments[:max_len]
+    return tokens, segments
+'''}, "trim the texts before adding the special tokens"),
+        ("trims, then calls the chapter's course_lib.bert.get_tokens_and_segments", {"bert_input": _input(build='''import course_lib.bert
+    return course_lib.bert.get_tokens_and_segments(a, b)''')}, "do not call course_lib.get_tokens_and_segments"),
+        ("text a trimmed when both are equally long", {"bert_input": _input(longer_b="b is not None and len(b) > len(a)")},
+         "when the two texts are equally long, trim text b"),
+    ],
+    "q2": [
+        ("divided by all B * P slots, padding included", {"masked_lm_loss": _mlm(reduce="(nll * weights).sum() / weights.numel()")},
+         "divide by the number of REAL predictions"),
+        ("summed, not averaged", {"masked_lm_loss": _mlm(reduce="(nll * weights).sum()")}, "do not sum them"),
+        ("weights forgotten", {"masked_lm_loss": _mlm(reduce="nll.mean()")}, "multiply each loss by its weight"),
+        ("averaged per sequence, then over the batch", {"masked_lm_loss": _mlm(reduce="((nll * weights).sum(1) / weights.sum(1)).mean()")},
+         "not per sequence and then over the sequences"),
+        ("scores of the first P positions, pred_positions ignored", {"masked_lm_loss": _mlm(scores="logits[:, :pred_positions.shape[1]]")},
+         "take the scores at pred_positions"),
+        ("the raw score of the label, no log-softmax", {"masked_lm_loss": '''
+def masked_lm_loss(logits, pred_positions, labels, weights):
+    scores = logits[torch.arange(logits.shape[0]).unsqueeze(1), pred_positions]        # (B, P, V)
+    nll = -scores.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    return (nll * weights).sum() / weights.sum()
+'''}, "the loss is the cross-entropy"),
+        ("gathers, then calls the chapter's course_lib.bert.masked_lm_loss", {"masked_lm_loss": '''
+def masked_lm_loss(logits, pred_positions, labels, weights):
+    import course_lib.bert
+    scores = logits[torch.arange(logits.shape[0]).unsqueeze(1), pred_positions]        # (B, P, V)
+    return course_lib.bert.masked_lm_loss(scores, labels, weights)
+'''}, "do not call course_lib.masked_lm_loss"),
+    ],
+    "q3": [
+        ("thresholds swapped: random below 0.8, <mask> between 0.8 and 0.9",
+         {"mask_for_mlm": _mask(rule="int(random_ids[i]) if x < 0.8 else mask_id if x < 0.9 else int(ids[i])")},
+         "<mask> for u < 0.8, a random token for 0.8 <= u < 0.9"),
+        ("a random token for every u >= 0.8", {"mask_for_mlm": _mask(rule="mask_id if x < 0.8 else int(random_ids[i])")},
+         "the last 10% (u >= 0.9) keep their own token: no random token there"),
+        ("<mask> instead of the unchanged token for u >= 0.9",
+         {"mask_for_mlm": _mask(rule="mask_id if x < 0.8 or x >= 0.9 else int(random_ids[i])")},
+         "the last 10% (u >= 0.9) keep their own token, not <mask>"),
+        ("special tokens may be picked", {"mask_for_mlm": _mask(candidates="torch.arange(len(ids))")},
+         "never pick a special token"),
+        ("15% of all T positions", {"mask_for_mlm": _mask(k="max(1, round(0.15 * len(ids)))")},
+         "k is 15% of the n NON-SPECIAL tokens"),
+        ("int() instead of round()", {"mask_for_mlm": _mask(k="max(1, int(0.15 * len(candidates)))")},
+         "round, do not truncate"),
+        ("labels read from the corrupted sequence", {"mask_for_mlm": _mask(labels="masked[positions]")},
+         "the labels are the ORIGINAL tokens"),
+        ("largest r picked", {"mask_for_mlm": _mask(order="torch.argsort(r[candidates], descending=True)")},
+         "pick the positions with the SMALLEST r"),
+    ],
+    "q4": [
+        ("the random sentence may come from the same document", {"nsp_pairs": _nsp(others="True")},
+         "the random second sentence comes from ANOTHER document"),
+        ("labels flipped (1 for a random sentence)", {"nsp_pairs": _nsp(label="0")},
+         "label 1 means that the second sentence really follows the first"),
+        ("consecutive sentences of the whole corpus, across documents", {"nsp_pairs": '''
+def nsp_pairs(documents, coins, picks):
+    flat = [(d, s) for d, doc in enumerate(documents) for s in doc]
+    pairs = []
+    for k in range(len(flat) - 1):
+        d, s = flat[k]
+        if coins[k] < 0.5:
+            pairs.append((s, flat[k + 1][1], 1))
+        else:
+            others = [t for e, t in flat if e != d]
+            pairs.append((s, others[int(picks[k] * len(others))], 0))
+    return pairs
+'''}, "pairs never cross documents"),
+        ("coin read the other way round", {"nsp_pairs": _nsp(coin="coins[k] >= 0.5")},
+         "coins[k] < 0.5 keeps the true next sentence"),
+        ("the pair counter restarts in every document", {"nsp_pairs": _nsp(k="i")},
+         "counting across documents"),
+    ],
+}
+
+TRIVIAL = {
+    "q1": {"bert_input": '''
+def bert_input(tokens_a, tokens_b=None, max_len=None):
+    return list(tokens_a), [0] * len(tokens_a)
+'''},
+    "q2": {"masked_lm_loss": '''
+def masked_lm_loss(logits, pred_positions, labels, weights):
+    return torch.tensor(math.log(logits.shape[-1]))
+'''},
+    "q3": {"mask_for_mlm": '''
+def mask_for_mlm(ids, special, r, u, random_ids, mask_id):
+    return ids.clone(), torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.long)
+'''},
+    "q4": {"nsp_pairs": '''
+def nsp_pairs(documents, coins, picks):
+    return []
+'''},
+}
+
+ALTERNATIVES = {
+    # the kept lengths first, by counting; then slices; a tuple of tokens and a tensor of segments
+    "bert_input": '''
+def bert_input(tokens_a, tokens_b=None, max_len=None):
+    la, lb = len(tokens_a), (0 if tokens_b is None else len(tokens_b))
+    specials = 2 if tokens_b is None else 3
+    if max_len is not None:
+        while la + lb + specials > max_len:
+            if tokens_b is not None and lb >= la:
+                lb -= 1
+            else:
+                la -= 1
+    tokens = ("<cls>", *tokens_a[:la], "<sep>")
+    if tokens_b is not None:
+        tokens = tokens + (*tokens_b[:lb], "<sep>")
+    segments = torch.zeros(len(tokens), dtype=torch.long)
+    segments[la + 2:] = 1
+    return tokens, segments
+''',
+    # advanced indexing, F.cross_entropy per slot, the real slots selected by a boolean mask, in float64
+    "masked_lm_loss": '''
+def masked_lm_loss(logits, pred_positions, labels, weights):
+    B, P = pred_positions.shape
+    rows = torch.arange(B).unsqueeze(1).expand(B, P)
+    scores = logits[rows, pred_positions].double()                          # (B, P, V)
+    per_slot = F.cross_entropy(scores.reshape(B * P, -1), labels.reshape(-1), reduction="none")
+    real = weights.reshape(-1) > 0
+    return per_slot[real].mean().to(logits.dtype)
+''',
+    # plain Python over the positions
+    "mask_for_mlm": '''
+def mask_for_mlm(ids, special, r, u, random_ids, mask_id):
+    T = len(ids)
+    candidates = [i for i in range(T) if not bool(special[i])]
+    k = max(1, round(0.15 * len(candidates)))
+    picked = sorted(sorted(candidates, key=lambda i: float(r[i]))[:k])
+    out = [int(t) for t in ids]
+    for i in picked:
+        if float(u[i]) < 0.8:
+            out[i] = mask_id
+        elif float(u[i]) < 0.9:
+            out[i] = int(random_ids[i])
+    return torch.tensor(out), torch.tensor(picked), torch.tensor([int(ids[i]) for i in picked])
+''',
+    # every sentence tagged with its document, the pairs listed first, the coins used afterwards
+    "nsp_pairs": '''
+def nsp_pairs(documents, coins, picks):
+    tagged = [(d, s) for d, doc in enumerate(documents) for s in doc]
+    starts = [(d, doc[i], doc[i + 1]) for d, doc in enumerate(documents) for i in range(len(doc) - 1)]
+    result = []
+    for k, (d, first, true_next) in enumerate(starts):
+        if coins[k] >= 0.5:
+            pool = [s for e, s in tagged if e != d]
+            result.append((first, pool[int(picks[k] * len(pool))], 0))
+        else:
+            result.append((first, true_next, 1))
+    return result
+''',
+}
