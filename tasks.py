@@ -504,6 +504,7 @@ def cmd_robustness(args: argparse.Namespace) -> None:
     if not targets:
         sys.exit("robustness: no notebook under book/ has a line `SEED = <int>`; name the notebooks to run")
     out_dir = BUILD / "robustness"
+    env = validation_env()  # the numerical configuration of `test`: one thread, generic kernels
     results: dict[tuple[Path, int], dict] = {}
     for path in targets:
         nb = json.loads(path.read_text(encoding="utf-8"))
@@ -517,7 +518,7 @@ def cmd_robustness(args: argparse.Namespace) -> None:
                     cell["source"] = src.splitlines(keepends=True)
             executed = out_dir / f"{path.stem}_seed{seed}.ipynb"
             log(f"{path.name}, SEED = {seed}: executing a copy ({executed.relative_to(ROOT)})")
-            result = execute_copy(copy, executed, path.parent, "python3", pytest_env(), args.timeout)
+            result = execute_copy(copy, executed, path.parent, "python3", env, args.timeout)
             results[path, seed] = result
             log(f"{path.name}, SEED = {seed}: {summarize(result)} ({result['seconds']:.0f} s)")
     print()
