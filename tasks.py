@@ -18,7 +18,7 @@ requirements.txt or pyproject.toml change). Other commands, for authors and inst
     python3 tasks.py colab-check [NB ...] [--fresh]
                                  # run every notebook in a clean, Colab-like environment
 
-`test` and `notebooks` validate under another numerical configuration than the one
+`test`, `notebooks` and `robustness` validate under another numerical configuration than the one
 `execute` stores outputs with (generic ATen kernels, MKL_CBWR=COMPATIBLE, one thread;
 see VALIDATION_ENV), so that an output that depends on the kernels fails here first.
 `robustness` and `colab-check` are not part of `test`: they take minutes, and
