@@ -180,7 +180,7 @@ def noun_phrase(
 def place_phrase(rng: random.Random, topic: str) -> _Phrase:
     """near the lake / at the market / on the bank: a preposition that fits the place."""
     places = [pl for pl in PLACES if topic in pl.topics]
-    place = rng.choice(places)
+    place = _draw(rng, places)
     prep_en = rng.choice(PLACE_PREPOSITIONS[place.key])
     p = _Phrase().word(prep_en, "ADP")
     p.word("the", "DET").noun(place, place.en, "NOUN", False)

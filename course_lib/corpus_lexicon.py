@@ -225,9 +225,13 @@ ADJECTIVES: tuple[Adjective, ...] = (
 )
 
 ANY_OBJECT = ("food", "device", "tool", "wood", "animal", "gear", "money", "account", "plant", "mineral")
-# Relative weights when a noun is drawn (default 1): the bat (animal) can be a subject and
-# an object in two topics, the bat (sports) only an object in one; this keeps them balanced.
-DRAW_WEIGHT = {"bat/animal": 0.5, "bat/sports": 2.0}
+# Relative weights when a noun or a place is drawn (default 1). They make the senses of
+# each ambiguous noun frequent enough to learn (roughly 60 to 140 training sentences each)
+# and about equally frequent: the bat (animal) can be a subject and an object in two
+# topics, the bat (sports) only an object in one; the company is a subject of one verb and
+# an object of another; the river bank is one of five places of its topic.
+DRAW_WEIGHT = {"bat/animal": 1.5, "bat/sports": 5.0, "bank/river": 3.0, "bank/money": 1.5,
+               "apple/company": 2.5, "apple/fruit": 1.5}
 
 # animals too big to carry
 _BIG_ANIMALS = ("horse", "cow", "pig", "goat", "sheep")

@@ -131,7 +131,9 @@ def test_negation_and_perfect(sentences):
 
 def test_participle_agrees_with_a_preceding_direct_object(sentences):
     """... N que/qu' SUBJECT a vu(e)(s): the participle agrees with N (masculine/feminine, plural)."""
-    nouns = {n.fr: (n.gender, False) for n in lex.NOUNS} | {n.fr_pl: (n.gender, True) for n in lex.NOUNS if n.fr_pl != n.fr}
+    # nouns whose French number shows in their form (not "vis", "souris": the article tells those)
+    nouns = {n.fr: (n.gender, False) for n in lex.NOUNS if n.fr_pl != n.fr}
+    nouns |= {n.fr_pl: (n.gender, True) for n in lex.NOUNS if n.fr_pl != n.fr}
     adjectives = {f for a in lex.ADJECTIVES for f in a.fr}
     found = 0
     for s in sentences:
@@ -288,7 +290,7 @@ def test_natural_french_and_sensible_combinations(sentences):
         for k, w in enumerate(s.fr):
             if w.startswith("tranchant"):
                 assert s.fr[k - 1] in sharp_ok, fr
-        for i, key, _ in s.nouns:
+        for i, key, _ in s.nouns if not {"who", "that"} & set(s.en) else ():  # a noun, then its verb
             if i + 2 < len(s.en) and key in ("hammer", "drill", "nail", "screw") and s.en[i + 1] in ("cut", "cuts"):
                 raise AssertionError(en)
     generic = [s for s in sentences if s.tags[0] == "NOUN" or (s.tags[0] == "ADJ" and s.en[0] != "light")]
