@@ -14,10 +14,8 @@ are printed, never asserted. Results go to stdout and to _build/benchmarks/bert.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
-import platform
 import sys
 from pathlib import Path
 
@@ -27,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import course_lib  # noqa: E402
+from course_lib.benchmark import benchmark_parser, benchmark_setup  # noqa: E402
 from attention import round_robin  # noqa: E402
 from course_lib.bert import BERTModel, BERTPretrainingDataset, pretraining_loss  # noqa: E402
 from course_lib.corpus import load_corpus  # noqa: E402
@@ -61,19 +59,8 @@ def bench(dataset, B, D, H, layers, ffn, device, rounds, dropout):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the small configuration only, fewer rounds")
-    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per configuration")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: course_lib.try_gpu())")
-    parser.add_argument("--dropout", type=float, default=0.1)
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device) if args.device else course_lib.try_gpu()
-    rounds = args.rounds or (5 if args.quick else 15)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    args = benchmark_parser(__doc__).parse_args()
+    device, rounds, where = benchmark_setup(args)
     dataset = BERTPretrainingDataset.from_corpus(load_corpus(), "train")
     print(f"device: {where}; torch {torch.__version__}; median of {rounds} rounds\n")
     print(f"BERT pretraining step (forward + MLM and NSP losses + backward + Adam), course corpus, "

@@ -25,10 +25,8 @@ Results go to stdout and to _build/benchmarks/transformer.csv.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
-import platform
 import sys
 from pathlib import Path
 
@@ -41,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import course_lib  # noqa: E402
+from course_lib.benchmark import benchmark_parser, benchmark_setup  # noqa: E402
 from attention import round_robin  # noqa: E402
 
 CONFIGS = [  # B, T, D, H, layers (each stack), F (FFN hidden size), V (vocabulary)
@@ -166,19 +165,8 @@ def bench_decoding(B, T, D, H, layers, ffn, V, device, rounds):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="the small configuration only, fewer rounds")
-    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per configuration")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: course_lib.try_gpu())")
-    parser.add_argument("--dropout", type=float, default=0.1, help="dropout during the training step")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device) if args.device else course_lib.try_gpu()
-    rounds = args.rounds or (5 if args.quick else 15)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
-        f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    args = benchmark_parser(__doc__).parse_args()
+    device, rounds, where = benchmark_setup(args)
     print(f"device: {where}; torch {torch.__version__}; median of {rounds} rounds, milliseconds\n")
     print(f"One training step (forward + loss + backward), dropout {args.dropout}\n")
     header = ["B", "T", "D", "H", "layers", "F", "V", "torch", "ours_sdpa", "ours_manual", "sdpa/torch", "manual/torch"]

@@ -78,3 +78,31 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str = "cpu") ->
         current += event.self_cpu_memory_usage  # allocations > 0, frees < 0
         peak = max(peak, current)
     return peak
+
+
+def benchmark_parser(description: str | None, dropout_help: str = "dropout during the training step"):
+    """The command line shared by the repository's benchmarks (benchmarks/*.py)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the small configuration only, fewer rounds")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds per configuration")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: course_lib.try_gpu())")
+    parser.add_argument("--dropout", type=float, default=0.1, help=dropout_help)
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads (torch.set_num_threads)")
+    return parser
+
+
+def benchmark_setup(args) -> tuple[torch.device, int, str]:
+    """Apply ``--threads``; return the device, the number of timed rounds and a description of the device."""
+    import platform
+
+    from course_lib.utils import try_gpu
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device) if args.device else try_gpu()
+    rounds = args.rounds or (5 if args.quick else 15)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else \
+        f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return device, rounds, where
