@@ -90,6 +90,20 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def save_table(name, *blocks):
+    """Write the benchmark's tables (lists of rows, header first) to _build/benchmarks/<name>.csv,
+    separated by an empty row; return the path."""
+    out = ROOT / "_build" / "benchmarks"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.csv"
+    lines = []
+    for k, block in enumerate(blocks):
+        lines += ([[]] if k else []) + list(block)
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(lines)
+    return path
+
+
 def round_robin(calls, device, rounds, warmup=True):
     """Median seconds of each zero-argument call in ``calls`` (name -> callable).
 
@@ -155,13 +169,10 @@ def main() -> None:
             row += [f"{ms['ours_additive'] / ms['d2l_additive']:.2f}" if "ours_additive" in ms else "-"]
             rows.append(row)
             print("| " + " | ".join(str(x) for x in row) + " |", flush=True)
-    out = ROOT / "_build" / "benchmarks"
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "attention.csv", "w", newline="") as f:
-        csv.writer(f).writerows([header, *rows])
+    saved = save_table("attention", [header, *rows])
     ratios = [float(r[10]) for r in rows]
     print(f"\nours_sdpa / torch_sdpa: median {statistics.median(ratios):.2f}, max {max(ratios):.2f} "
-          f"over {len(rows)} cases; table saved to {out / 'attention.csv'}")
+          f"over {len(rows)} cases; table saved to {saved}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ are printed, never asserted. Results go to stdout and to _build/benchmarks/bert.
 from __future__ import annotations
 
 import copy
-import csv
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from course_lib.benchmark import benchmark_parser, benchmark_setup  # noqa: E402
-from attention import round_robin  # noqa: E402
+from attention import round_robin, save_table  # noqa: E402
 from course_lib.bert import BERTModel, BERTPretrainingDataset, pretraining_loss  # noqa: E402
 from course_lib.corpus import load_corpus  # noqa: E402
 
@@ -75,11 +74,7 @@ def main() -> None:
                f"{tokens / s['sdpa']:,.0f}", f"{tokens / s['manual']:,.0f}", f"{s['manual'] / s['sdpa']:.2f}"]
         rows.append(row)
         print("| " + " | ".join(str(x) for x in row) + " |", flush=True)
-    out = ROOT / "_build" / "benchmarks"
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "bert.csv", "w", newline="") as f:
-        csv.writer(f).writerows([header, *rows])
-    print(f"\ntable saved to {out / 'bert.csv'}")
+    print(f"\ntable saved to {save_table('bert', [header, *rows])}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ Results go to stdout and to _build/benchmarks/multihead.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import platform
 import statistics
 import sys
@@ -38,7 +37,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import course_lib  # noqa: E402
-from attention import make_inputs, round_robin  # noqa: E402
+from attention import make_inputs, round_robin, save_table  # noqa: E402
 from d2l_oracle import load_d2l  # noqa: E402
 
 CONFIGS = [(8, 128, 256, 8), (32, 64, 128, 4), (4, 512, 256, 8), (2, 1024, 512, 8)]  # B, T, D, H
@@ -134,13 +133,10 @@ def main() -> None:
         ms = bench_local(T, args.window, device, rounds)
         local_rows.append([T] + [f"{ms[k]:.3f}" for k in local_header[1:]])
         print("| " + " | ".join(str(x) for x in local_rows[-1]) + " |", flush=True)
-    out = ROOT / "_build" / "benchmarks"
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "multihead.csv", "w", newline="") as f:
-        csv.writer(f).writerows([header, *rows, [], local_header, *local_rows])
+    saved = save_table("multihead", [header, *rows], [local_header, *local_rows])
     ratios = [float(r[9]) for r in rows]
     print(f"\nours_sdpa / torch_mha: median {statistics.median(ratios):.2f}, max {max(ratios):.2f} over {len(rows)} "
-          f"cases; tables saved to {out / 'multihead.csv'}")
+          f"cases; tables saved to {saved}")
 
 
 if __name__ == "__main__":

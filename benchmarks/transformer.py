@@ -25,7 +25,6 @@ Results go to stdout and to _build/benchmarks/transformer.csv.
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
 from pathlib import Path
@@ -40,7 +39,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import course_lib  # noqa: E402
 from course_lib.benchmark import benchmark_parser, benchmark_setup  # noqa: E402
-from attention import round_robin  # noqa: E402
+from attention import round_robin, save_table  # noqa: E402
 
 CONFIGS = [  # B, T, D, H, layers (each stack), F (FFN hidden size), V (vocabulary)
     (32, 20, 128, 4, 2, 256, 1000),
@@ -187,11 +186,7 @@ def main() -> None:
         ms = bench_decoding(*cfg, device, max(3, rounds // 3))
         dec_rows.append(list(cfg) + [f"{ms['cache']:.1f}", f"{ms['no_cache']:.1f}", f"{ms['no_cache'] / ms['cache']:.2f}"])
         print("| " + " | ".join(str(x) for x in dec_rows[-1]) + " |", flush=True)
-    out = ROOT / "_build" / "benchmarks"
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "transformer.csv", "w", newline="") as f:
-        csv.writer(f).writerows([header, *rows, [], dec_header, *dec_rows])
-    print(f"\ntables saved to {out / 'transformer.csv'}")
+    print(f"\ntables saved to {save_table('transformer', [header, *rows], [dec_header, *dec_rows])}")
 
 
 if __name__ == "__main__":
