@@ -524,6 +524,19 @@ def wikitext2_documents(paragraphs: Sequence[Sequence[str]]) -> list[list[list[s
     return [[sentence.split() for sentence in paragraph] for paragraph in paragraphs]
 
 
+def wikitext2_dataset(split: str = "train", max_len: int = 64, seed: int = 0, folder=None) -> BERTPretrainingDataset:
+    """WikiText-2's pretraining examples, with a vocabulary of the tokens seen at least 5 times.
+
+    The text comes through ``course_lib.datasets.load_wikitext2``: downloaded once, verified
+    by its hash and cached in ``folder``. Each paragraph of two or more sentences is a document.
+    """
+    from course_lib.datasets import load_wikitext2
+
+    documents = wikitext2_documents(load_wikitext2(split, folder))
+    vocab = Vocab((t for doc in documents for s in doc for t in s), min_freq=5)
+    return BERTPretrainingDataset(documents, vocab, max_len, seed)
+
+
 def load_pretraining_data(
     batch_size: int, max_len: int = 64, source: str = "corpus", split: str = "train", seed: int = 0,
     num_sentences: int = 8000, folder=None,
@@ -539,11 +552,7 @@ def load_pretraining_data(
 
         dataset = BERTPretrainingDataset.from_corpus(load_corpus(num_sentences, seed), split, max_len, seed)
     elif source == "wikitext2":
-        from course_lib.datasets import load_wikitext2
-
-        documents = wikitext2_documents(load_wikitext2(split, folder))
-        vocab = Vocab((t for doc in documents for s in doc for t in s), min_freq=5)
-        dataset = BERTPretrainingDataset(documents, vocab, max_len, seed)
+        dataset = wikitext2_dataset(split, max_len, seed, folder)
     else:
         raise ValueError(f"source must be 'corpus' or 'wikitext2', got {source!r}")
     return dataset.loader(batch_size, shuffle=split == "train", seed=seed), dataset.vocab
@@ -766,5 +775,6 @@ __all__ = [
     "nsp_pairs",
     "pretraining_loss",
     "special_token_ids",
+    "wikitext2_dataset",
     "wikitext2_documents",
 ]

@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from course_lib.bert import BERTModel, BERTPretrainingDataset, masked_lm_loss, wikitext2_documents
+from course_lib.bert import BERTModel, BERTPretrainingDataset, masked_lm_loss, wikitext2_dataset
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,12 +70,7 @@ def build_dataset(args: argparse.Namespace) -> BERTPretrainingDataset:
 
         return BERTPretrainingDataset.from_corpus(load_corpus(args.num_sentences, args.seed), "train", args.max_len,
                                                   args.seed)
-    from course_lib.datasets import load_wikitext2
-    from course_lib.text import Vocab
-
-    documents = wikitext2_documents(load_wikitext2("train"))
-    vocab = Vocab((t for doc in documents for s in doc for t in s), min_freq=5)
-    return BERTPretrainingDataset(documents, vocab, args.max_len, args.seed)
+    return wikitext2_dataset("train", args.max_len, args.seed)
 
 
 def global_batches(n: int, batch_size: int, seed: int):

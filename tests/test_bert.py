@@ -17,6 +17,7 @@ Oracles:
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -42,6 +43,7 @@ from course_lib.bert import (
     encode_tagging,
     from_huggingface,
     get_tokens_and_segments,
+    load_pretraining_data,
     mask_tokens,
     masked_lm_loss,
     nsp_pairs,
@@ -546,3 +548,43 @@ def test_torchrun_two_processes_match_one(tmp_path):
         assert a["mlm"] == pytest.approx(b["mlm"], rel=1e-5) and a["nsp"] == pytest.approx(b["nsp"], rel=1e-5)
     first, last = one["losses"][0], one["losses"][-1]
     assert last["mlm"] != first["mlm"]  # it trained
+
+
+def test_wikitext2_path_offline(tmp_path, monkeypatch):
+    """load_pretraining_data(source="wikitext2") and pretrain_bert --data wikitext2, on a file in WikiText-2's
+    layout (the download and its hash are tested in test_datasets): paragraphs become documents, rare tokens
+    stay out of the vocabulary, and a short pretraining runs."""
+    from course_lib import datasets, pretrain_bert
+
+    words = "the a river bank money city game was is of in and to sold released".split()
+    g = torch.Generator().manual_seed(0)
+    lines = [" = Heading = "]                                       # one sentence: not a document
+    for p in range(30):
+        sentences = [" ".join(words[i] for i in torch.randint(len(words), (6,), generator=g).tolist())
+                     for _ in range(2 + p % 3)]
+        lines.append(" . ".join(sentences) + " . ")
+    lines.append("zyzzyva appears once . and only here . ")        # a rare token
+    (tmp_path / "wikitext-2").mkdir()
+    (tmp_path / "wikitext-2" / "wiki.train.tokens").write_text("\n".join(lines), encoding="utf-8")
+    calls = []
+
+    def offline(split="train", folder=None):
+        calls.append(split)
+        return datasets.read_wikitext2(tmp_path, split)
+
+    monkeypatch.setattr(datasets, "load_wikitext2", offline)
+    paragraphs = datasets.read_wikitext2(tmp_path, "train")
+    assert len(paragraphs) == 31                                     # the heading is dropped
+    loader, vocab = load_pretraining_data(batch_size=4, max_len=32, source="wikitext2")
+    assert calls == ["train"]
+    assert "zyzzyva" not in vocab.token_to_idx and vocab["zyzzyva"] == vocab[UNK]
+    assert all(w in vocab.token_to_idx for w in words)
+    assert len(loader.dataset) == sum(len(p) - 1 for p in paragraphs)  # one pair per sentence with a successor
+    tokens, segments, valid_lens, positions, weights, labels, nsp = next(iter(loader))
+    assert tokens.shape[0] == 4 and tokens.shape[1] <= 32 and (tokens[:, 0] == vocab[CLS]).all()
+    assert set(nsp.tolist()) <= {0, 1} and (weights.sum(1) > 0).all()
+    result = pretrain_bert.main(["--data", "wikitext2", "--steps", "3", "--batch-size", "4", "--max-len", "32",
+                                 "--num-hiddens", "16", "--ffn-num-hiddens", "32", "--num-heads", "2",
+                                 "--num-blks", "1", "--device", "cpu", "--log-every", "1"])
+    assert calls == ["train", "train"] and result["examples"] == len(loader.dataset)
+    assert len(result["losses"]) == 3 and all(math.isfinite(l["mlm"]) and math.isfinite(l["nsp"]) for l in result["losses"])
