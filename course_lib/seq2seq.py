@@ -12,6 +12,11 @@ L layers, V vocabulary size. As in d2l, RNN tensors are time-major: (T, B, H).
   with the embedded previous token. Parameter names as in d2l's book.
 * ``EncoderDecoder``: the pair; ``forward(src, tgt_in, src_valid_len) -> logits (B, Tt, V)``.
 
+Inputs are checked with errors that name the argument: token ids (B, T) of an integer
+dtype in [0, vocab_size) (values on the CPU only, see ``course_lib.masking``), the
+encoder's ``valid_lens`` (B,) in [1, Ts], and a decoder state built from a batch of the
+same size as the target.
+
 Training (``train_seq2seq``, ``fit``) is in ``course_lib.training`` and decoding
 (``greedy_decode``, ``beam_search``, ``translate``, ``evaluate_bleu``) in
 ``course_lib.decoding``, shared with the later chapters; both are re-exported here.
@@ -22,7 +27,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from course_lib._checks import check_index_range, check_int, check_token_ids
 from course_lib.attention_scoring import AdditiveAttention
+
+
+def _check_sizes(**sizes: int) -> None:
+    for name, value in sizes.items():
+        check_int(name, value)
+
+
+def _check_step_input(X: Tensor, embedding: nn.Embedding, batch: int, who: str) -> None:
+    """Target ids (B, Tt) in the vocabulary, for a state built from a batch of the same size."""
+    check_token_ids(X, embedding.num_embeddings, who)
+    if X.shape[0] != batch:
+        raise ValueError(f"{who}: the decoder state was built for a batch of {batch} sequences (init_state), but the "
+                         f"target holds {X.shape[0]}: build the state from the same batch of sources")
 
 
 def init_seq2seq(module: nn.Module) -> None:
@@ -60,6 +79,7 @@ class Seq2SeqEncoder(nn.Module):
     def __init__(self, vocab_size: int, embed_size: int, num_hiddens: int, num_layers: int, dropout: float = 0.0,
                  bidirectional: bool = False) -> None:
         super().__init__()
+        _check_sizes(vocab_size=vocab_size, embed_size=embed_size, num_hiddens=num_hiddens, num_layers=num_layers)
         if bidirectional and num_hiddens % 2:
             raise ValueError(f"a bidirectional encoder splits num_hiddens between two directions; got odd {num_hiddens}")
         self.bidirectional = bidirectional
@@ -79,12 +99,15 @@ class Seq2SeqEncoder(nn.Module):
         """With ``valid_lens`` the GRU stops at each sentence's last real token (a packed
         sequence): the final state then summarizes the sentence, not its padding, and
         padded positions output zeros. Without it, it runs over every position, as d2l's."""
-        if X.dim() != 2:
-            raise ValueError(f"the encoder expects token indices of shape (B, Ts), got {tuple(X.shape)}")
+        check_token_ids(X, self.embedding.num_embeddings, "Seq2SeqEncoder")
         embs = self.embedding(X.t().long())  # (Ts, B, E)
         if valid_lens is None:
             outputs, state = self.rnn(embs)  # outputs (Ts, B, H), state (L, B, H)
             return outputs, self._merge_directions(state)
+        if not isinstance(valid_lens, Tensor) or valid_lens.shape != X.shape[:1] or valid_lens.dtype.is_floating_point:
+            raise ValueError(f"valid_lens must be None or an integer tensor (B,) with B = {X.shape[0]}, got "
+                             f"{getattr(valid_lens, 'shape', valid_lens)!r} {getattr(valid_lens, 'dtype', '')}")
+        check_index_range(valid_lens - 1, X.shape[1], "valid_lens - 1", f"(valid_lens in [1, {X.shape[1]}], Ts)")
         packed = nn.utils.rnn.pack_padded_sequence(embs, valid_lens.cpu(), enforce_sorted=False)
         outputs, state = self.rnn(packed)
         outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, total_length=X.shape[1])  # (Ts, B, H)
@@ -96,6 +119,7 @@ class Seq2SeqDecoder(nn.Module):
 
     def __init__(self, vocab_size: int, embed_size: int, num_hiddens: int, num_layers: int, dropout: float = 0.0) -> None:
         super().__init__()
+        _check_sizes(vocab_size=vocab_size, embed_size=embed_size, num_hiddens=num_hiddens, num_layers=num_layers)
         self.embedding = nn.Embedding(vocab_size, embed_size)
         self.rnn = _GRU(embed_size + num_hiddens, num_hiddens, num_layers, dropout)
         self.dense = nn.Linear(num_hiddens, vocab_size)
@@ -108,6 +132,7 @@ class Seq2SeqDecoder(nn.Module):
 
     def forward(self, X: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         context, hidden = state
+        _check_step_input(X, self.embedding, hidden.shape[1], "Seq2SeqDecoder")
         embs = self.embedding(X.t().long())  # (Tt, B, E)
         fixed = context.unsqueeze(0).expand(embs.shape[0], -1, -1)  # (Tt, B, H): the same vector every step
         outputs, hidden = self.rnn(torch.cat([embs, fixed], dim=-1), hidden)  # (Tt, B, H)
@@ -120,6 +145,7 @@ class Seq2SeqAttentionDecoder(nn.Module):
 
     def __init__(self, vocab_size: int, embed_size: int, num_hiddens: int, num_layers: int, dropout: float = 0.0) -> None:
         super().__init__()
+        _check_sizes(vocab_size=vocab_size, embed_size=embed_size, num_hiddens=num_hiddens, num_layers=num_layers)
         self.attention = AdditiveAttention(num_hiddens, dropout, query_size=num_hiddens, key_size=num_hiddens)
         self.embedding = nn.Embedding(vocab_size, embed_size)
         self.rnn = nn.GRU(embed_size + num_hiddens, num_hiddens, num_layers, dropout=dropout)
@@ -133,6 +159,7 @@ class Seq2SeqAttentionDecoder(nn.Module):
 
     def forward(self, X: Tensor, state: list) -> tuple[Tensor, list]:
         enc_outputs, hidden, enc_valid_lens = state
+        _check_step_input(X, self.embedding, enc_outputs.shape[0], "Seq2SeqAttentionDecoder")
         embs = self.embedding(X.t().long())  # (Tt, B, E)
         outputs, self._attention_weights = [], []
         for x in embs:  # one target step at a time: the query depends on the previous step
