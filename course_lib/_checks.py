@@ -124,6 +124,17 @@ def check_index_range(X: Tensor, size: int, name: str, what: str) -> None:
         raise ValueError(f"{name} must be in [0, {size}) {what}, got {value} {_where(bad)}")
 
 
+def check_lengths(lens: Tensor, low: int, high: int, name: str, what: str) -> None:
+    """Lengths (an integer tensor) in [low, high], ``what`` saying why; on the CPU only."""
+    if lens.numel() == 0 or not host_checks_allowed(lens):
+        return
+    smallest, largest = torch.aminmax(lens)
+    if int(smallest) < low or int(largest) > high:
+        bad = (lens < low) | (lens > high)
+        value = int(lens[tuple(bad.nonzero()[0].tolist())])
+        raise ValueError(f"{name} must hold lengths in [{low}, {high}] ({what}), got {value} {_where(bad)}")
+
+
 def check_token_ids(X: object, vocab_size: int | None, who: str, name: str = "token ids") -> Tensor:
     """Token ids (B, T) of an integer dtype, in [0, vocab_size) (values checked on the CPU only)."""
     if not is_integer_tensor(X) or X.dim() != 2:  # type: ignore[union-attr]
@@ -162,9 +173,14 @@ def check_features(layer: nn.Module, X: Tensor, name: str, hint: str = "") -> No
     if X.shape[-1] != expected:
         raise ValueError(f"{name} must have {expected} features on its last axis (the layer's input size, given "
                          f"when it was built or learned on its first call){hint}, got shape {tuple(X.shape)}")
-    if X.dtype != weight.dtype:
+    if X.dtype != weight.dtype and not autocasting(X):  # under autocast, mixed dtypes are what it is for
         raise ValueError(f"{name} has dtype {X.dtype} but the layer's parameters are {weight.dtype}: convert one "
                          f"(e.g. X.to({weight.dtype}) or module.to({X.dtype}))")
+
+
+def autocasting(X: Tensor) -> bool:
+    """Whether ``torch.autocast`` is on for X's device (mixed dtypes are then expected, and cast by PyTorch)."""
+    return torch.is_autocast_enabled(X.device.type)
 
 
 def check_vocab_has(vocab: object, tokens: tuple[str, ...], who: str) -> None:

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib._checks import check_features, check_int, check_probability
+from course_lib._checks import autocasting, check_features, check_int, check_probability
 from course_lib.masking import combine_masks, masked_softmax
 
 IMPLEMENTATIONS = ("manual", "sdpa")
@@ -61,7 +61,7 @@ def _check_qkv(queries: Tensor, keys: Tensor, values: Tensor, same_size: bool) -
             raise ValueError(f"{name} must be a 3-D tensor (B, T, size), got {getattr(t, 'shape', type(t).__name__)}")
         if not t.dtype.is_floating_point:
             raise ValueError(f"{name} must have a floating-point dtype, got {t.dtype}")
-    if not (queries.dtype == keys.dtype == values.dtype):
+    if not (queries.dtype == keys.dtype == values.dtype) and not autocasting(queries):
         raise ValueError(f"queries, keys and values need one dtype, got {queries.dtype}, {keys.dtype} and {values.dtype}")
     if not (queries.shape[0] == keys.shape[0] == values.shape[0]):
         raise ValueError(

@@ -76,6 +76,7 @@ from course_lib._checks import (
     host_checks_allowed,
     check_features,
     check_index_range,
+    check_lengths,
     check_number,
     check_probability,
     check_tokens_not_text,
@@ -521,7 +522,7 @@ def mask_tokens(
     if not isinstance(valid_lens, Tensor) or valid_lens.numel() != N or valid_lens.dtype.is_floating_point:
         raise ValueError(f"valid_lens must be an integer tensor of N = {N} lengths, got "
                          f"{getattr(valid_lens, 'shape', valid_lens)!r} {getattr(valid_lens, 'dtype', '')}")
-    check_index_range(valid_lens, T + 1, "valid_lens", f"(lengths in [0, T = {T}])")
+    check_lengths(valid_lens.reshape(-1), 0, T, "valid_lens", f"T = {T} positions")
     if num_preds is not None:
         _check_int("num_preds", num_preds)
     if generator is not None and not isinstance(generator, torch.Generator):
@@ -742,7 +743,14 @@ def masked_lm_loss(logits: Tensor, labels: Tensor, weights: Tensor | None = None
 
 def pretraining_loss(net: nn.Module, tokens: Tensor, segments: Tensor, valid_lens: Tensor, pred_positions: Tensor,
                      mlm_weights: Tensor, mlm_labels: Tensor, nsp_labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(mlm_loss, nsp_loss, mlm_loss + nsp_loss)`` of one batch, each a mean (see :func:`masked_lm_loss`)."""
+    """``(mlm_loss, nsp_loss, mlm_loss + nsp_loss)`` of one batch, each a mean (see :func:`masked_lm_loss`).
+
+    ``nsp_labels`` (B,) holds 0 or 1 (1: the true next sentence); checked on the CPU.
+    """
+    if not is_integer_tensor(nsp_labels) or nsp_labels.dim() != 1:
+        raise ValueError(f"nsp_labels must be an integer tensor (B,) of 0 and 1, got "
+                         f"{getattr(nsp_labels, 'shape', nsp_labels)!r} {getattr(nsp_labels, 'dtype', '')}")
+    check_index_range(nsp_labels, 2, "nsp_labels", "(1: the true next sentence, 0: a random one)")
     _, mlm_Y_hat, nsp_Y_hat = net(tokens, segments, valid_lens.reshape(-1), pred_positions)
     mlm_l = masked_lm_loss(mlm_Y_hat, mlm_labels, mlm_weights)
     nsp_l = F.cross_entropy(nsp_Y_hat, nsp_labels)

@@ -73,6 +73,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from course_lib._checks import atomic_write, check_int, check_number, check_output_path, check_probability
+from course_lib.datasets import DownloadError
 from course_lib.bert import BERTModel, BERTPretrainingDataset, masked_lm_loss, save_pretrained
 from course_lib.training import linear_warmup
 
@@ -221,7 +222,7 @@ def _train(args, world: int, rank: int, device: torch.device, distributed: bool)
         documents, vocab = load_documents(args)
         batches = global_batches(documents, vocab, args)
         first = next(batches)  # builds the first pass's data (and checks that it holds a batch)
-    except ValueError as err:  # e.g. a corpus too small to split, max_len too small for any pair
+    except (ValueError, DownloadError) as err:  # a corpus too small to split, WikiText-2 offline, ...
         raise SystemExit(f"pretrain_bert: {err}") from None
     t_data = time.perf_counter() - t_data
     torch.manual_seed(args.seed)  # the same initial weights on every process (DDP also broadcasts rank 0's)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from course_lib._checks import check_index_range, check_int, check_token_ids
+from course_lib._checks import check_int, check_lengths, check_token_ids
 from course_lib.attention_scoring import AdditiveAttention
 
 
@@ -42,6 +42,14 @@ def _check_step_input(X: Tensor, embedding: nn.Embedding, batch: int, who: str) 
     if X.shape[0] != batch:
         raise ValueError(f"{who}: the decoder state was built for a batch of {batch} sequences (init_state), but the "
                          f"target holds {X.shape[0]}: build the state from the same batch of sources")
+
+
+def _check_encoder_outputs(enc_all_outputs: object, who: str) -> None:
+    """An RNN encoder's ``(outputs (Ts, B, H), state (L, B, H))``."""
+    if not isinstance(enc_all_outputs, (tuple, list)) or len(enc_all_outputs) != 2 \
+            or not all(isinstance(t, Tensor) and t.dim() == 3 for t in enc_all_outputs):
+        raise ValueError(f"{who}.init_state expects the RNN encoder's (outputs (Ts, B, H), state (L, B, H)), got "
+                         f"{type(enc_all_outputs).__name__} (a Transformer encoder's outputs do not fit an RNN decoder)")
 
 
 def init_seq2seq(module: nn.Module) -> None:
@@ -107,7 +115,7 @@ class Seq2SeqEncoder(nn.Module):
         if not isinstance(valid_lens, Tensor) or valid_lens.shape != X.shape[:1] or valid_lens.dtype.is_floating_point:
             raise ValueError(f"valid_lens must be None or an integer tensor (B,) with B = {X.shape[0]}, got "
                              f"{getattr(valid_lens, 'shape', valid_lens)!r} {getattr(valid_lens, 'dtype', '')}")
-        check_index_range(valid_lens - 1, X.shape[1], "valid_lens - 1", f"(valid_lens in [1, {X.shape[1]}], Ts)")
+        check_lengths(valid_lens, 1, X.shape[1], "valid_lens", f"at least one token, at most Ts = {X.shape[1]}")
         packed = nn.utils.rnn.pack_padded_sequence(embs, valid_lens.cpu(), enforce_sorted=False)
         outputs, state = self.rnn(packed)
         outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, total_length=X.shape[1])  # (Ts, B, H)
@@ -126,6 +134,7 @@ class Seq2SeqDecoder(nn.Module):
         self.apply(init_seq2seq)
 
     def init_state(self, enc_all_outputs: tuple[Tensor, Tensor], *args) -> list[Tensor]:
+        _check_encoder_outputs(enc_all_outputs, "Seq2SeqDecoder")
         _, hidden = enc_all_outputs
         # The context: the encoder's final state at the last real token (top layer), (B, H).
         return [hidden[-1], hidden]
@@ -154,6 +163,7 @@ class Seq2SeqAttentionDecoder(nn.Module):
         self._attention_weights: list[Tensor] = []
 
     def init_state(self, enc_all_outputs: tuple[Tensor, Tensor], enc_valid_lens: Tensor | None = None, *args) -> list:
+        _check_encoder_outputs(enc_all_outputs, "Seq2SeqAttentionDecoder")
         outputs, hidden = enc_all_outputs
         return [outputs.permute(1, 0, 2), hidden, enc_valid_lens]  # keys/values batch-first: (B, Ts, H)
 

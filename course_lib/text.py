@@ -157,11 +157,19 @@ def _check_pairs(items: Sequence, first: str, second: str, who: str) -> None:
             check_tokens_not_text(f"{second} of item {i}", item[1])
 
 
+def _check_vocabs(**vocabs: tuple) -> None:
+    for who, given in vocabs.items():
+        for v in given:
+            if not isinstance(v, Vocab):
+                raise TypeError(f"{who} expects course_lib.text.Vocab vocabularies, got {type(v).__name__}")
+
+
 class TranslationDataset(Dataset):
     """Pairs of (source indices + <eos>, target indices + <eos>); pairs of token lists."""
 
     def __init__(self, pairs: Sequence[tuple[Sequence[str], Sequence[str]]], src_vocab: Vocab, tgt_vocab: Vocab) -> None:
         _check_pairs(pairs, "source tokens", "target tokens", "TranslationDataset")
+        _check_vocabs(TranslationDataset=(src_vocab, tgt_vocab))
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.items = [(src_vocab[list(s)] + [src_vocab[EOS]], tgt_vocab[list(t)] + [tgt_vocab[EOS]]) for s, t in pairs]
 
@@ -183,6 +191,7 @@ class TaggingDataset(Dataset):
 
     def __init__(self, sentences: Sequence[tuple[Sequence[str], Sequence[str]]], vocab: Vocab, tag_vocab: Vocab) -> None:
         _check_pairs(sentences, "tokens", "tags", "TaggingDataset")
+        _check_vocabs(TaggingDataset=(vocab, tag_vocab))
         for tokens, tags in sentences:
             if len(tokens) != len(tags):
                 raise ValueError(f"{len(tokens)} tokens but {len(tags)} tags in {list(tokens)}")
@@ -207,6 +216,7 @@ class ClassificationDataset(Dataset):
 
     def __init__(self, sentences: Sequence[tuple[Sequence[str], int]], vocab: Vocab) -> None:
         _check_pairs(sentences, "tokens", "label", "ClassificationDataset")
+        _check_vocabs(ClassificationDataset=(vocab,))
         for i, (_, label) in enumerate(sentences):
             if not is_int(label) or label < 0:
                 raise ValueError(f"ClassificationDataset: labels must be class indices (ints >= 0); item {i} has "

@@ -26,7 +26,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib._checks import check_bool, check_index_range, check_int, check_number, check_token_ids, check_vocab_has
+from course_lib._checks import (
+    check_bool,
+    check_index_range,
+    check_int,
+    check_lengths,
+    check_number,
+    check_token_ids,
+    check_vocab_has,
+)
 from course_lib.text import BOS, Vocab
 
 
@@ -63,7 +71,7 @@ def masked_ce_loss(logits: Tensor, tgt: Tensor, tgt_valid_len: Tensor, label_smo
     if not isinstance(tgt_valid_len, Tensor) or tgt_valid_len.shape != tgt.shape[:1] or tgt_valid_len.dtype == torch.bool:
         raise ValueError(f"tgt_valid_len must be a tensor (B,) with B = {tgt.shape[0]}, got "
                          f"{getattr(tgt_valid_len, 'shape', tgt_valid_len)!r}")
-    check_index_range(tgt_valid_len, tgt.shape[1] + 1, "tgt_valid_len", f"(lengths in [0, Tt = {tgt.shape[1]}])")
+    check_lengths(tgt_valid_len, 0, tgt.shape[1], "tgt_valid_len", f"Tt = {tgt.shape[1]} target positions")
     mask = torch.arange(tgt.shape[1], device=tgt.device).unsqueeze(0) < tgt_valid_len.unsqueeze(1)  # (B, Tt)
     tgt = torch.where(mask, tgt, torch.zeros_like(tgt))  # padding may hold anything: never read
     check_index_range(tgt, logits.shape[-1], "tgt", f"at the real positions, for a vocabulary of {logits.shape[-1]} tokens")
@@ -219,8 +227,8 @@ def fit(
 
     Bad arguments raise a ``ValueError`` before training starts: sizes and rates out of
     range, a loader without batches or whose batches are not 4-tuples, a ``tgt_vocab``
-    without ``<bos>``; a ``valid_fn`` that returns NaN or a non-number raises after its
-    first call. A ``valid_fn`` must return a finite number.
+    without ``<bos>``; a ``valid_fn`` that returns anything but a finite number (NaN, a
+    string) raises after its first call.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"fit expects a torch.nn.Module to train, got {type(model).__name__}")

@@ -626,6 +626,7 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"count_parameters expects a torch.nn.Module, got {type(model).__name__}")
+    _check_bool("trainable_only", trainable_only)
     total = 0
     for name, p in model.named_parameters():  # named_parameters() yields a shared tensor once
         if isinstance(p, nn.parameter.UninitializedParameter):

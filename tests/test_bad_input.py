@@ -348,8 +348,8 @@ CASES = [
     C("rnn encoder float ids", lambda: RNN_ENC(ids(2, 5, dtype=torch.float32)), "integer dtype"),
     C("rnn encoder id too large", lambda: RNN_ENC(with_value(ids(2, 5), (0, 4), NV)), rf"in \[0, {NV}\)"),
     C("rnn encoder 3-D", lambda: RNN_ENC(torch.zeros(2, 3, 4, dtype=torch.long)), r"shape \(B, T\)"),
-    C("rnn encoder zero lens", lambda: RNN_ENC(ids(2, 5), torch.tensor([0, 5])), r"valid_lens in \[1, 5\]"),
-    C("rnn encoder lens too long", lambda: RNN_ENC(ids(2, 5), torch.tensor([6, 5])), r"valid_lens in \[1, 5\]"),
+    C("rnn encoder zero lens", lambda: RNN_ENC(ids(2, 5), torch.tensor([0, 5])), r"valid_lens must hold lengths in \[1, 5\]"),
+    C("rnn encoder lens too long", lambda: RNN_ENC(ids(2, 5), torch.tensor([6, 5])), r"valid_lens must hold lengths in \[1, 5\]"),
     C("rnn encoder lens batch", lambda: RNN_ENC(ids(2, 5), torch.tensor([5])), r"valid_lens must be None or .*B = 2"),
     C("rnn decoder batch mismatch", lambda: RNN_DEC(ids(3, 2), RNN_DEC.init_state(RNN_OUT)),
       "built for a batch of 2 sequences.*holds 3"),
@@ -375,9 +375,9 @@ CASES = [
     C("ce 2-D logits", lambda: TR.masked_ce_loss(torch.zeros(2, 5), ids(2, 3, high=5), torch.tensor([3, 3])),
       r"logits must be a floating-point tensor \(B, Tt, V\)"),
     C("ce lens too long", lambda: TR.masked_ce_loss(torch.zeros(2, 3, 5), ids(2, 3, high=5), torch.tensor([4, 3])),
-      r"tgt_valid_len must be in \[0, 4\)"),
+      r"tgt_valid_len must hold lengths in \[0, 3\] \(Tt = 3 target positions\), got 4 at index 0"),
     C("ce negative lens", lambda: TR.masked_ce_loss(torch.zeros(2, 3, 5), ids(2, 3, high=5), torch.tensor([-1, 3])),
-      r"tgt_valid_len must be in"),
+      r"tgt_valid_len must hold lengths in .*got -1"),
     C("ce lens shape", lambda: TR.masked_ce_loss(torch.zeros(2, 3, 5), ids(2, 3, high=5), torch.tensor([3])),
       r"tgt_valid_len must be a tensor \(B,\) with B = 2"),
     C("ce smoothing 1", lambda: TR.masked_ce_loss(torch.zeros(2, 3, 5), ids(2, 3, high=5), torch.tensor([3, 3]), 1.0),
@@ -577,7 +577,7 @@ CASES = [
     C("mask_tokens ids too large", lambda: B_.mask_tokens(with_value(ids(2, 5), (0, 0), NV), torch.tensor([5, 5]), VOCAB),
       rf"token ids must be in \[0, {NV}\)"),
     C("mask_tokens lens too long", lambda: B_.mask_tokens(ids(2, 5), torch.tensor([6, 5]), VOCAB),
-      r"valid_lens must be in \[0, 6\) \(lengths in \[0, T = 5\]\)"),
+      r"valid_lens must hold lengths in \[0, 5\] \(T = 5 positions\), got 6 at index 0"),
     C("mask_tokens lens count", lambda: B_.mask_tokens(ids(2, 5), torch.tensor([5]), VOCAB),
       "valid_lens must be an integer tensor of N = 2 lengths"),
     C("mask_tokens float lens", lambda: B_.mask_tokens(ids(2, 5), torch.tensor([5.0, 5.0]), VOCAB),
@@ -620,6 +620,10 @@ CASES = [
       "reduction must be 'mean' or 'sum'"),
     C("mlm loss int logits", lambda: B_.masked_lm_loss(torch.zeros(2, 3, 5, dtype=torch.long), ids(2, 3, high=5)),
       r"logits must be a floating-point tensor \(B, P, V\)"),
+    C("pretraining_loss nsp label 2", lambda: B_.pretraining_loss(BERT, *_nsp_batch(2)),
+      r"nsp_labels must be in \[0, 2\) \(1: the true next sentence, 0: a random one\), got 2 at index 1"),
+    C("pretraining_loss float nsp labels", lambda: B_.pretraining_loss(BERT, *_nsp_batch(1.0)),
+      "nsp_labels must be an integer tensor"),
     C("encode_inputs str texts", lambda: B_.encode_inputs(VOCAB, ["the cat", "a dog"]), r"texts_a\[0\] must be a list",
       TypeError),
     C("encode_inputs pair count", lambda: B_.encode_inputs(VOCAB, [["a"], ["b"]], [["c"]]), "2 first texts but 1"),
@@ -671,6 +675,18 @@ CASES = [
     C("wikitext2_documents str", lambda: B_.wikitext2_documents("a b . c d"), "paragraphs must be a list", TypeError),
     C("wikitext2_documents str paragraphs", lambda: B_.wikitext2_documents(["a b . c d"]), "paragraph 0 is",
       TypeError),
+    C("rnn init_state Transformer outputs", lambda: BAH_DEC.init_state(torch.zeros(2, 4, 8)),
+      r"init_state expects the RNN encoder's \(outputs \(Ts, B, H\), state \(L, B, H\)\)"),
+    C("rnn plain init_state", lambda: RNN_DEC.init_state(None), "init_state expects the RNN encoder's"),
+    C("TranslationDataset no vocab", lambda: T_.TranslationDataset([(["a"], ["b"])], VOCAB, None),
+      "expects course_lib.text.Vocab vocabularies, got NoneType", TypeError),
+    C("TaggingDataset dict vocab", lambda: T_.TaggingDataset([(["a"], ["X"])], VOCAB, {"X": 0}),
+      "expects course_lib.text.Vocab", TypeError),
+    C("count_parameters trainable str", lambda: count_parameters(ENC, trainable_only="yes"),
+      "trainable_only must be True or False"),
+    C("fit vocab None", lambda: _fit(tgt_vocab=None), "expects a course_lib.text.Vocab", TypeError),
+    C("greedy vocab None", lambda: D_.greedy_decode(MODEL, ["the"], None, VOCAB), "expects a course_lib.text.Vocab",
+      TypeError),
     C("time_fn repeat 0", lambda: time_fn(lambda: None, repeat=0), "need repeat >= 1"),
     C("time_fn not callable", lambda: time_fn(3), "expects a function", TypeError),
     C("peak_memory not callable", lambda: peak_memory(None), "expects a function", TypeError),
@@ -689,6 +705,14 @@ def _placed() -> Path:
     folder.mkdir(exist_ok=True)
     (folder / "wikitext-2-v1.zip").write_bytes(b"a copy placed by hand")
     return folder
+
+
+def _nsp_batch(label):
+    """One pretraining batch of two examples whose second NSP label is ``label``."""
+    data = B_.BERTPretrainingDataset(DOCS, VOCAB, max_len=12)
+    batch = list(data.batch([0, 1]))
+    batch[6] = torch.tensor([0, label]) if isinstance(label, int) else torch.tensor([0.0, label])
+    return batch
 
 
 def _zip() -> Path:
@@ -844,3 +868,20 @@ def test_value_checks_never_read_back_from_the_device(monkeypatch):
     B_.masked_lm_loss(mlm, labels, torch.ones(2, 2))
     TR.masked_ce_loss(torch.randn(2, 4, NV), ids(2, 4), torch.tensor([4, 2]))
     monkeypatch.undo()
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+def test_mixed_precision_is_not_mistaken_for_a_dtype_error(impl):
+    """Under torch.autocast, activations in bfloat16 meet float32 parameters: that is how autocast works."""
+    x = ids(2, 5)
+    lens = torch.tensor([5, 3])
+    model = build_transformer(NV, NV, 8, 16, 2, 1, 0.0, impl=impl)
+    bert = B_.BERTModel(NV, 8, 16, 2, 2, 0.0, max_len=12, impl=impl)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model(x, x, lens).dtype == torch.bfloat16
+        _, mlm, nsp = bert(x, None, lens, torch.tensor([[1], [2]]))
+        assert mlm.dtype == nsp.dtype == torch.bfloat16
+        q, k, v = qkv()
+        dot_product_attention(q.bfloat16(), k, v, impl=impl)
+    with pytest.raises(ValueError, match="need one dtype"):
+        dot_product_attention(q.bfloat16(), k, v, impl=impl)

@@ -206,3 +206,14 @@ def test_save_writes_a_complete_checkpoint_that_loads_in_one_call(tmp_path):
     assert json.loads(losses.read_text())["losses"] == result["losses"]
     assert sorted(p.name for p in save.parent.iterdir()) == ["model.pt"]  # atomic: nothing else left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["losses.json", "missing"]
+
+
+def test_wikitext2_offline_is_a_clear_error(tmp_path, monkeypatch):
+    from course_lib import datasets
+
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path))
+    remote = datasets.REMOTES["wikitext-2"]
+    monkeypatch.setitem(datasets.REMOTES, "wikitext-2",
+                        datasets.Remote(remote.filename, remote.sha1, ("http://127.0.0.1:9/wikitext-2-v1.zip",)))
+    with pytest.raises(SystemExit, match="(?s)pretrain_bert: Could not get wikitext-2-v1.zip.*put it at"):
+        pretrain_bert.main(["--data", "wikitext2", "--device", "cpu", "--steps", "1"])
