@@ -454,6 +454,8 @@ def nsp_pairs(
     if max_len is not None:
         _check_int("max_len", max_len, minimum=5 if trim else 1)
     _check_bool("trim", trim)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     starts = [(d, i) for d, doc in enumerate(documents) for i in range(len(doc) - 1)]
     n = len(starts)

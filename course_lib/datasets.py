@@ -182,6 +182,8 @@ def extract(archive: Path, folder: Path) -> Path:
 
 def preprocess_fra_eng(text: str) -> str:
     """d2l's preprocessing: normalize spaces, lower-case, a space before , . ! ? where missing."""
+    if not isinstance(text, str):
+        raise TypeError(f"preprocess_fra_eng expects the text of fra.txt as a str, got {type(text).__name__}")
     text = text.replace("\u202f", " ").replace("\xa0", " ").lower()
     out = [" " + ch if i > 0 and ch in ",.!?" and text[i - 1] != " " else ch for i, ch in enumerate(text)]
     return "".join(out)
@@ -195,6 +197,8 @@ def tokenize_fra_eng(text: str) -> list[tuple[list[str], list[str]]]:
     1.0.3's ``MTFraEng._tokenize`` drops them (which also appends ``<eos>``; we do not).
     Lines without both sides are skipped.
     """
+    if not isinstance(text, str):
+        raise TypeError(f"tokenize_fra_eng expects the preprocessed text as a str, got {type(text).__name__}")
     pairs = []
     for line in text.split("\n"):
         parts = line.split("\t")

@@ -259,6 +259,8 @@ def bleu(hypotheses: Sequence[Sequence[str]], references: Sequence[Sequence[str]
             check_tokens_not_text(f"{name}[{i}]", t)
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+    if not hypotheses:
+        raise ValueError("BLEU needs at least one sentence (a corpus BLEU of no sentence is undefined), got none")
     hyps = [" ".join(h) for h in hypotheses]
     refs = [" ".join(r) for r in references]
     # force: the text is tokenized on purpose (sacrebleu would otherwise warn on stderr)
