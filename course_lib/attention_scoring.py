@@ -98,11 +98,11 @@ def hide_masked_keys(mask: Tensor | None, *tensors: Tensor) -> list[Tensor]:
         if same is not None:
             out.append(same)
             continue
-        if host_checks_allowed(t):
-            with torch.no_grad():  # a sum is finite only if every entry is (inf and NaN propagate)
-                if bool(torch.isfinite(t.sum(dtype=torch.float64 if t.dtype == torch.float64 else torch.float32))):
-                    out.append(t)
-                    continue
+        if host_checks_allowed(t):  # a sum is finite only if every entry is (inf and NaN propagate)
+            low_precision = t.dtype in (torch.float16, torch.bfloat16)  # sum in float32: no overflow to inf
+            if math.isfinite(t.detach().sum(dtype=torch.float32 if low_precision else None).item()):
+                out.append(t)
+                continue
         if hidden is None:
             seen = mask.any(dim=-2) if mask.dim() >= 2 else mask  # (..., Tk): some query may attend to it
             hidden = ~seen.unsqueeze(-1)  # (..., Tk, 1)
