@@ -28,7 +28,9 @@ outputs.
 beyond ``valid_lens``, or a key whose column of ``attn_mask`` is all False) takes no
 part at all, even if its key or value vector holds inf or NaN; its rows are set to zero
 before the products, on both paths, because its weight of exactly zero would otherwise
-meet the inf (0 x inf = NaN). A key that some query may attend to must be finite.
+meet the inf (0 x inf = NaN). (On the CPU this is done only when a tensor holds a
+non-finite value, found by one sum; the result is the same.) A key that some query may
+attend to must be finite.
 
 **Inputs accepted.** Queries, keys and values are 3-D floating-point tensors of one
 dtype, with the same batch size B >= 0 and at least one key (Tk >= 1); Tq may be 0.
