@@ -21,6 +21,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from course_lib._checks import check_number
 from course_lib.masking import host_checks_allowed
 
 Kernel = Callable[[Tensor], Tensor]
@@ -132,6 +133,14 @@ def _pool(
     return preds, weights
 
 
+def _positive_number(x: object) -> bool:
+    try:
+        check_number("x", x, positive=True)
+    except ValueError:
+        return False
+    return True
+
+
 def nadaraya_watson(
     queries: Tensor,
     keys: Tensor,
@@ -173,7 +182,7 @@ def nadaraya_watson(
             raise ValueError(f"bandwidth must be a single positive number, got shape {tuple(bandwidth.shape)}")
         if host_checks_allowed(bandwidth) and not bool(bandwidth > 0):
             raise ValueError(f"bandwidth must be a single positive number, got {bandwidth!r}")
-    elif not bandwidth > 0:  # a Python number: checking it costs nothing (and catches NaN)
+    elif not _positive_number(bandwidth):  # a Python number: checking it costs nothing (and catches NaN)
         raise ValueError(f"bandwidth must be a single positive number, got {bandwidth!r}")
     bw = torch.as_tensor(bandwidth, dtype=queries.dtype, device=queries.device).reshape(())
     u = (queries.unsqueeze(1) - keys) / bw  # (Q, K)
@@ -202,8 +211,8 @@ class NWKernelRegression(nn.Module):
                 f"NWKernelRegression needs a kernel with a useful gradient in w: 'gaussian' or "
                 f"'epanechnikov', got {kernel!r}"
             )
-        if not init_w > 0:
-            raise ValueError(f"init_w must be positive, got {init_w!r}")
+        if not _positive_number(init_w):
+            raise ValueError(f"init_w must be positive (a finite number > 0), got {init_w!r}")
         self.kernel = kernel
         self.w = nn.Parameter(torch.tensor([float(init_w)]))
         self.attention_weights: Tensor | None = None

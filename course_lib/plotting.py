@@ -114,6 +114,8 @@ def plot(
     against its index; ``plot([x1, x2], [y1, y2])`` pairs them up. Series may be
     tensors (detached and moved to the CPU here), arrays or lists.
     """
+    if X is None:
+        raise ValueError("plot needs the data to draw: X (and optionally Y), got X=None")
     xs = _as_series(X)
     ys = _as_series(Y)
     if ys is None:
@@ -223,9 +225,9 @@ def show_heatmaps(
             "show_heatmaps expects matrices of shape (num_rows, num_cols, Q, K), "
             f"(num_cols, Q, K) or (Q, K); got shape {m.shape}"
         )
+    if m.size == 0:
+        raise ValueError(f"show_heatmaps needs at least one non-empty matrix, got an empty array of shape {m.shape}")
     num_rows, num_cols, q, k = m.shape
-    if min(m.shape) == 0:
-        raise ValueError(f"show_heatmaps got an empty array of shape {m.shape}")
     if titles is not None and len(titles) != num_cols:
         raise ValueError(f"show_heatmaps got {len(titles)} titles for {num_cols} columns")
     if row_titles is not None and len(row_titles) != num_rows:

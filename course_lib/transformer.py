@@ -65,6 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib._checks import check_features, check_index_range, check_probability, refuse_untied_state_dict
 from course_lib.attention_scoring import IMPLEMENTATIONS, fused_dot_product_attention
 from course_lib.masking import causal_mask, combine_masks
 from course_lib.multihead_attention import MultiHeadAttention, merge_heads, split_heads, transpose_output, transpose_qkv
@@ -90,10 +91,13 @@ def _check_bool(name: str, value: object) -> None:
         raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
-def _check_tokens(X: Tensor, who: str) -> None:
+def _check_tokens(X: Tensor, who: str, vocab_size: int | None = None) -> None:
+    """Token ids (B, T) of an integer dtype; with ``vocab_size``, in [0, vocab_size) (checked on the CPU only)."""
     if not isinstance(X, Tensor) or X.dim() != 2 or X.dtype.is_floating_point or X.dtype.is_complex or X.dtype == torch.bool:
         raise ValueError(f"{who} expects token indices of shape (B, T) with an integer dtype, got "
                          f"{getattr(X, 'shape', type(X).__name__)} {getattr(X, 'dtype', '')}")
+    if vocab_size is not None:
+        check_index_range(X, vocab_size, f"{who}: token ids", f"for a vocabulary of {vocab_size} tokens")
 
 
 #: Activations of the feed-forward network: the paper's ReLU, and BERT's (exact) GELU.
@@ -135,6 +139,7 @@ class PositionWiseFFN(nn.Module):
         self.dense2 = nn.Linear(ffn_num_hiddens, ffn_num_outputs)
 
     def forward(self, X: Tensor) -> Tensor:
+        check_features(self.dense1, X, "X")
         act = getattr(self, self.activation)
         return self.dense2(act(self.dense1(X)))  # (B, T, Din) -> (B, T, F) -> (B, T, Dout)
 
@@ -149,10 +154,14 @@ class AddNorm(nn.Module):
 
     def __init__(self, norm_shape: int | list[int] | tuple[int, ...], dropout: float, eps: float = 1e-5) -> None:
         super().__init__()
+        check_probability("dropout", dropout)
         self.dropout = nn.Dropout(dropout)
         self.ln = nn.LayerNorm(norm_shape, eps=eps)
 
     def forward(self, X: Tensor, Y: Tensor) -> Tensor:
+        if not isinstance(X, Tensor) or not isinstance(Y, Tensor) or X.shape != Y.shape:
+            raise ValueError(f"AddNorm needs the sublayer's input X and output Y of one shape, got "
+                             f"{tuple(getattr(X, 'shape', ()))} and {tuple(getattr(Y, 'shape', ()))} (no broadcasting)")
         return self.ln(self.dropout(Y) + X)
 
 
@@ -218,6 +227,7 @@ class TransformerEncoderBlock(_SwitchesImpl):
         self.addnorm2 = AddNorm(num_hiddens, dropout, eps)
 
     def forward(self, X: Tensor, valid_lens: Tensor | None = None) -> Tensor:
+        _check_hidden(X, self.attention.num_hiddens, "X")
         Y = _sublayer(self.addnorm1, X, lambda h: self.attention(h, h, h, valid_lens), self.norm_first)
         return _sublayer(self.addnorm2, Y, self.ffn, self.norm_first)  # (B, T, D)
 
@@ -229,7 +239,8 @@ class TransformerEncoder(_SwitchesImpl):
     dropout, use_bias=False)`` as in d2l 1.0.3: ``embedding`` (scaled by sqrt(D), so that
     its entries are not small next to the positional encoding's, which lie in [-1, 1]),
     ``pos_encoding``, and the blocks ``blks.block0``, ``blks.block1``, ... Forward
-    ``(X (B, T), valid_lens (B,) or None)``.
+    ``(X (B, T), valid_lens (B,) or None)``: token ids in [0, vocab_size) (values checked
+    on the CPU), lengths in [0, T].
 
     Options: ``norm_first`` (pre-norm blocks and a final LayerNorm ``norm``), ``impl``,
     ``max_len`` of the positional encoding, and ``embedding``, an existing
@@ -265,7 +276,7 @@ class TransformerEncoder(_SwitchesImpl):
             self.norm = nn.LayerNorm(num_hiddens)
 
     def forward(self, X: Tensor, valid_lens: Tensor | None = None, *args) -> Tensor:
-        _check_tokens(X, "TransformerEncoder")
+        _check_tokens(X, "TransformerEncoder", self.embedding.num_embeddings)
         X = self.pos_encoding(self.embedding(X) * math.sqrt(self.num_hiddens))  # (B, T, D)
         for blk in self.blks:
             X = blk(X, valid_lens)
@@ -275,6 +286,25 @@ class TransformerEncoder(_SwitchesImpl):
     def attention_weights(self) -> list[Tensor]:
         """Self-attention weights of the last call, one (B, H, T, T) tensor per block (teaching path)."""
         return [blk.attention.attention_weights for blk in self.blks]
+
+
+def _check_hidden(X: object, num_hiddens: int, name: str) -> None:
+    if not isinstance(X, Tensor) or X.dim() != 3 or X.shape[-1] != num_hiddens or not X.dtype.is_floating_point:
+        raise ValueError(f"{name} must be a floating-point tensor (B, T, {num_hiddens}), got "
+                         f"{getattr(X, 'shape', type(X).__name__)} {getattr(X, 'dtype', '')}")
+
+
+def _check_batch(X: Tensor, enc_outputs: Tensor, cache: list) -> None:
+    """The state must have been built for X's batch: the same number of sequences."""
+    B = X.shape[0]
+    sizes = {"the encoder outputs in the state (init_state)": enc_outputs.shape[0]}
+    first = next((c for c in cache if c is not None), None)
+    if first is not None:
+        sizes["the state's cache"] = first.keys.shape[0]
+    for what, size in sizes.items():
+        if size != B:
+            raise ValueError(f"the decoder state was built for a batch of {size} sequences ({what}), but the target "
+                             f"holds {B}: build the state with init_state from the same batch of sources")
 
 
 def _embedding(embedding: nn.Embedding | None, vocab_size: int, num_hiddens: int) -> nn.Embedding:
@@ -384,6 +414,8 @@ class TransformerDecoderBlock(_SwitchesImpl):
         enc_outputs, enc_valid_lens, cache = _check_state(state, None)
         if self.i >= len(cache):
             raise ValueError(f"block {self.i} has no entry in a cache of {len(cache)} blocks")
+        _check_hidden(X, self.attention1.num_hiddens, "X")
+        _check_batch(X, enc_outputs, cache)
         past: BlockCache | None = cache[self.i]
         a1, a2 = self.attention1, self.attention2
         if past is None:  # the source's keys and values for cross-attention: projected once, reused at every step
@@ -428,6 +460,10 @@ class TransformerDecoder(_SwitchesImpl):
     matrix, ``dense.weight is embedding.weight``; ``dense`` keeps its own bias),
     ``embedding`` (an existing ``nn.Embedding(vocab_size, num_hiddens)`` to share, e.g.
     the encoder's), ``impl`` and ``max_len`` (the most target positions, cache included).
+
+    Inputs: token ids (B, Tt) in [0, vocab_size) (values checked on the CPU), and a state
+    built by ``init_state`` for a source batch of the same size B (both paths refuse
+    another size). A tied decoder refuses an untied state dict.
     """
 
     def __init__(
@@ -462,6 +498,7 @@ class TransformerDecoder(_SwitchesImpl):
         self.dense = nn.Linear(num_hiddens, vocab_size)
         if tie_weights:  # one (V, D) matrix: row v embeds token v and scores token v
             self.dense.weight = self.embedding.weight
+        self.register_load_state_dict_pre_hook(refuse_untied_state_dict)  # a tied model refuses untied weights
 
     @property
     def tie_weights(self) -> bool:
@@ -469,24 +506,35 @@ class TransformerDecoder(_SwitchesImpl):
         return self.dense.weight is self.embedding.weight
 
     def init_state(self, enc_outputs: Tensor, enc_valid_lens: Tensor | None = None, *args) -> list:
-        """``[enc_outputs (B, Ts, D), enc_valid_lens (B,) or None, [None] * num_blks]``: nothing decoded yet."""
+        """``[enc_outputs (B, Ts, D), enc_valid_lens (B,) or None, [None] * num_blks]``: nothing decoded yet.
+
+        ``enc_valid_lens``: None or one length per source sequence, (B,), in [0, Ts].
+        """
         if not isinstance(enc_outputs, Tensor) or enc_outputs.dim() != 3 or enc_outputs.shape[-1] != self.num_hiddens:
             raise ValueError(
                 f"init_state expects the encoder's outputs (B, Ts, {self.num_hiddens}), got "
                 f"{getattr(enc_outputs, 'shape', type(enc_outputs).__name__)} (an RNN encoder's (outputs, state) "
                 "pair does not fit a Transformer decoder)"
             )
+        if enc_valid_lens is not None:
+            if not isinstance(enc_valid_lens, Tensor) or enc_valid_lens.dim() != 1 \
+                    or enc_valid_lens.shape[0] != enc_outputs.shape[0]:
+                raise ValueError(f"enc_valid_lens must be None or a tensor (B,) with B = {enc_outputs.shape[0]} "
+                                 f"(the encoder outputs' batch), got {getattr(enc_valid_lens, 'shape', enc_valid_lens)!r}")
+            combine_masks(torch.Size((enc_outputs.shape[0], 1, enc_outputs.shape[1])), enc_valid_lens, None)  # values
         return [enc_outputs, enc_valid_lens, [None] * self.num_blks]
 
     @staticmethod
     def cache_length(state: list) -> int:
         """Number of target positions already in the state's cache: the position of the next token."""
-        first = state[2][0]
+        _check_state(state, None)
+        first = state[2][0] if state[2] else None
         return 0 if first is None else first.keys.shape[1]
 
     def forward(self, X: Tensor, state: list) -> tuple[Tensor, list]:
-        _check_tokens(X, "TransformerDecoder")
-        _check_state(state, self.num_blks)
+        _check_tokens(X, "TransformerDecoder", self.embedding.num_embeddings)
+        enc_outputs, _, cache = _check_state(state, self.num_blks)
+        _check_batch(X, enc_outputs, cache)
         start, T, max_len = self.cache_length(state), X.shape[1], self.pos_encoding.max_len
         if start + T > max_len:
             raise ValueError(
@@ -549,7 +597,9 @@ def build_transformer(
     ``shared_embedding``: one embedding for source and target (needs one shared
     vocabulary, ``src_vocab_size == tgt_vocab_size``), as in Vaswani et al. (2017), who
     also tie it to the output layer. Build it on the meta device (``with
-    torch.device("meta"):``) to count parameters without allocating them.
+    torch.device("meta"):``) to count parameters without allocating them. A model with
+    ``tie_weights`` or ``shared_embedding`` refuses a state dict that holds two different
+    matrices for its one shared matrix (loading would silently keep only one).
     """
     from course_lib.seq2seq import EncoderDecoder  # the chapter 3 container
 
@@ -563,7 +613,9 @@ def build_transformer(
     decoder = TransformerDecoder(tgt_vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks, dropout,
                                  use_bias, norm_first, tie_weights, encoder.embedding if shared_embedding else None,
                                  impl, max_len)
-    return EncoderDecoder(encoder, decoder)
+    model = EncoderDecoder(encoder, decoder)
+    model.register_load_state_dict_pre_hook(refuse_untied_state_dict)  # shared or tied: refuse untied weights
+    return model
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -572,6 +624,9 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     Works on the meta device. Lazy layers have no size before their first call: run one
     forward pass first (or give their input sizes), else a ValueError.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"count_parameters expects a torch.nn.Module, got {type(model).__name__}")
+    _check_bool("trainable_only", trainable_only)
     total = 0
     for name, p in model.named_parameters():  # named_parameters() yields a shared tensor once
         if isinstance(p, nn.parameter.UninitializedParameter):

@@ -167,7 +167,7 @@ def test_valid_lens_out_of_range_and_bad_impl():
         DotProductAttention(0.0, impl="sdpa")(*qkv(2, 3, 5, 4, 4), torch.tensor([2, 9]))
     with pytest.raises(ValueError, match=r"impl must be one of \('manual', 'sdpa'\)"):
         DotProductAttention(0.0, impl="flash")
-    with pytest.raises(ValueError, match="num_hiddens must be a positive int"):
+    with pytest.raises(ValueError, match="num_hiddens must be an int >= 1"):
         AdditiveAttention(0, 0.1)
 
 
@@ -227,3 +227,67 @@ def test_additive_w_v_is_an_ordinary_linear_layer():
     assert type(attn.w_v) is torch.nn.Linear and attn.w_v.weight.shape == (1, 8)
     out = attn(torch.randn(2, 3, 5), torch.randn(2, 4, 6), torch.randn(2, 4, 7))
     assert out.shape == (2, 3, 7)
+
+
+# --- what masked keys may hold -------------------------------------------------------------------
+
+
+def spoil_hidden_keys(k, v, hidden, seed=0):
+    """Copies of k and v whose hidden rows hold inf, -inf and NaN."""
+    g = torch.Generator().manual_seed(seed)
+    bad = torch.tensor([math.inf, -math.inf, math.nan])
+    k2, v2 = k.detach().clone(), v.detach().clone()
+    k2[hidden] = bad[torch.randint(0, 3, k2[hidden].shape, generator=g)]
+    v2[hidden] = bad[torch.randint(0, 3, v2[hidden].shape, generator=g)]
+    return k2.requires_grad_(k.requires_grad), v2.requires_grad_(v.requires_grad)
+
+
+@pytest.mark.parametrize("shape", SHAPES[1:])
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+@pytest.mark.parametrize("how", ["valid_lens", "attn_mask"])
+def test_keys_no_query_may_see_can_hold_inf_or_nan(shape, impl, how):
+    """Padding (or a key masked for every query) takes no part: inf or NaN there changes neither the output
+    nor the gradients of the queries and the visible keys and values (0 x inf would otherwise be NaN)."""
+    B, Tq, Tk, D, Dv = shape
+    q, k, v = qkv(*shape, requires_grad=True)
+    lens = lengths(B, Tq, Tk, per_query=False, seed=Tk)
+    hidden = torch.arange(Tk).unsqueeze(0) >= lens.unsqueeze(1)  # (B, Tk)
+    hidden[0, :] = False
+    hidden[0, -1] = Tk > 1  # a hidden key in every sequence but a one-key one
+    kwargs = {"valid_lens": None, "attn_mask": (~hidden).unsqueeze(1).expand(B, Tq, Tk)} if how == "attn_mask" \
+        else {"valid_lens": lens}
+    if how == "valid_lens":
+        hidden = torch.arange(Tk).unsqueeze(0) >= lens.unsqueeze(1)
+    k2, v2 = spoil_hidden_keys(k, v, hidden)
+    clean, _ = dot_product_attention(q, k, v, impl=impl, **kwargs)
+    spoiled, _ = dot_product_attention(q, k2, v2, impl=impl, **kwargs)
+    assert torch.isfinite(spoiled).all()
+    torch.testing.assert_close(spoiled, clean)
+    g_clean = torch.autograd.grad(clean.sum(), (q, k, v))
+    g_spoiled = torch.autograd.grad(spoiled.sum(), (q, k2, v2))
+    for a, b in zip(g_clean, g_spoiled):
+        assert torch.isfinite(b).all()
+        torch.testing.assert_close(b, a)
+    assert (g_spoiled[1][hidden] == 0).all() and (g_spoiled[2][hidden] == 0).all()
+    module = DotProductAttention(0.0, impl=impl)
+    torch.testing.assert_close(module(q, k2, v2, **kwargs), clean)
+    additive = AdditiveAttention(8, 0.0)
+    torch.testing.assert_close(additive(q, k2, v2, **kwargs), additive(q, k, v, **kwargs))
+
+
+def test_a_key_some_query_sees_must_be_finite():
+    """The documented limit: a visible key with inf gives inf or NaN (the values are used)."""
+    q, k, v = qkv(1, 2, 3, 4, 4)
+    v = v.clone()
+    v[0, 0] = math.inf
+    assert not torch.isfinite(dot_product_attention(q, k, v)[0]).all()
+
+
+def test_empty_batch_and_no_queries_are_valid_but_no_keys_is_refused():
+    for impl in ("manual", "sdpa"):
+        out, _ = dot_product_attention(*qkv(0, 3, 4, 8, 5), impl=impl)
+        assert out.shape == (0, 3, 5)
+        out, _ = dot_product_attention(*qkv(2, 0, 4, 8, 5), impl=impl)
+        assert out.shape == (2, 0, 5)
+        with pytest.raises(ValueError, match=r"at least one key \(Tk >= 1\)"):
+            dot_product_attention(*qkv(2, 3, 0, 8, 5), impl=impl)

@@ -475,3 +475,52 @@ def test_clear_errors():
         count_parameters(PositionWiseFFN(F, D))
     with pytest.raises(ValueError, match="impl"):
         dec.impl = "flash"
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+def test_token_ids_out_of_range_and_a_state_of_another_batch_are_refused(impl):
+    """Both paths refuse, naming the id and where it is, and the two batch sizes (the fused path used to broadcast
+    one source over several targets)."""
+    model = build_transformer(V, V, D, F, H, 1, 0.0, impl=impl)
+    src = tokens(TS)
+    for bad, where in ((V, "got 23 at batch 2, position 4"), (-1, "got -1 at batch 2, position 4")):
+        spoiled = src.clone()
+        spoiled[2, 4] = bad
+        with pytest.raises(ValueError, match=rf"TransformerEncoder: token ids must be in \[0, {V}\) .*{where}"):
+            model(spoiled, tokens(TT), VALID)
+    state = model.decoder.init_state(model.encoder(src, VALID), VALID)
+    for other in (1, B + 2):
+        with pytest.raises(ValueError, match=f"built for a batch of {B} sequences.*target holds {other}"):
+            model.decoder(tokens(2)[:1].expand(other, 2).contiguous(), state)
+    _, state = model.decoder(tokens(2), state)  # with a cache
+    with pytest.raises(ValueError, match=f"built for a batch of {B} sequences"):
+        model.decoder(tokens(1)[:2], state)
+
+
+def test_tied_and_shared_models_refuse_untied_weights_and_load_their_own():
+    import copy
+    import io
+
+    untied = build_transformer(V, V, D, F, H, 1, 0.0)
+    for kwargs, names in ((dict(tie_weights=True), ("decoder.embedding.weight", "decoder.dense.weight")),
+                          (dict(shared_embedding=True), ("encoder.embedding.weight", "decoder.embedding.weight"))):
+        tied = build_transformer(V, V, D, F, H, 1, 0.0, **kwargs)
+        before = {k: v.clone() for k, v in tied.state_dict().items()}
+        with pytest.raises(ValueError, match=f"shares one tensor between '{names[0]}' and '{names[1]}'"):
+            tied.load_state_dict(untied.state_dict())
+        for k, v in tied.state_dict().items():  # nothing was overwritten
+            assert torch.equal(v, before[k]), k
+        other = build_transformer(V, V, D, F, H, 1, 0.0, **kwargs)
+        other.load_state_dict(tied.state_dict())  # a tied model's own state dict loads
+        assert all(torch.equal(a, b) for a, b in zip(other.state_dict().values(), tied.state_dict().values()))
+        twin = copy.deepcopy(tied)  # the check survives a copy and a round trip through torch.save
+        with pytest.raises(ValueError, match="shares one tensor"):
+            twin.load_state_dict(untied.state_dict())
+        buffer = io.BytesIO()
+        torch.save(tied, buffer)
+        buffer.seek(0)
+        with pytest.raises(ValueError, match="shares one tensor"):
+            torch.load(buffer, weights_only=False).load_state_dict(untied.state_dict())
+    decoder = TransformerDecoder(V, D, F, H, 1, 0.0, tie_weights=True)
+    with pytest.raises(ValueError, match="'embedding.weight' and 'dense.weight'"):
+        decoder.load_state_dict(TransformerDecoder(V, D, F, H, 1, 0.0).state_dict())
