@@ -41,6 +41,24 @@ continue several hypotheses from the same state.
 and adds a final LayerNorm ``norm`` after the last block. The default, post-norm, is the
 paper's and d2l's, and has d2l's state dict (no ``norm``).
 
+**Initialization.** ``TransformerEncoder``, ``TransformerDecoder`` and so
+``build_transformer`` initialize their parameters with :func:`init_transformer_weights`,
+the Annotated Transformer's choice: every weight matrix, the embeddings included,
+Xavier-uniform (Glorot and Bengio, 2010), with standard deviation sqrt(2 / (fan_in +
+fan_out)); biases and LayerNorms keep PyTorch's defaults. (The paper does not say how
+it initializes.) An embedding's entries then have spread sqrt(2 / (V + D)), and
+multiplied by sqrt(D) (the paper's section 3.4), sqrt(2D / (V + D)), below sqrt(2): 0.56
+for the course corpus (V = 347, D = 64), the scale of the positional encoding's entries
+(which lie in [-1, 1]); an output layer tied to the embedding scores every word with a
+dot product of that same spread, so an untrained model starts close to the loss ln V of a
+uniform guess, tied or not. PyTorch's own default for ``nn.Embedding``, N(0, 1), would
+give the scaled entries a spread of sqrt(D), 8 at D = 64, which drowns the positional
+encoding, and a tied output layer scores of spread sqrt(D): an untrained model that is
+confidently wrong. With a very large vocabulary the scaled embedding is smaller than the
+positional encoding (0.17 at V = 37,000, D = 512), which the Annotated Transformer's
+models train with. The blocks on their own keep PyTorch's defaults (BERT, chapter 6,
+builds its own stack from them). ``scale_embedding=False`` leaves out the sqrt(D) factor.
+
 **Two attention paths.** ``impl="manual"`` (teaching path) keeps every head's weights
 for plots (``attention_weights``); ``impl="sdpa"`` uses PyTorch's fused kernel. Same
 parameters, same results. Every block, encoder and decoder has an ``impl`` property that
@@ -236,15 +254,16 @@ class TransformerEncoder(_SwitchesImpl):
     """Transformer encoder: token indices (B, T) -> representations (B, T, D).
 
     ``TransformerEncoder(vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks,
-    dropout, use_bias=False)`` as in d2l 1.0.3: ``embedding`` (scaled by sqrt(D), so that
-    its entries are not small next to the positional encoding's, which lie in [-1, 1]),
-    ``pos_encoding``, and the blocks ``blks.block0``, ``blks.block1``, ... Forward
-    ``(X (B, T), valid_lens (B,) or None)``: token ids in [0, vocab_size) (values checked
-    on the CPU), lengths in [0, T].
+    dropout, use_bias=False)`` as in d2l 1.0.3: ``embedding`` (multiplied by sqrt(D), as
+    in the paper), ``pos_encoding``, and the blocks ``blks.block0``, ``blks.block1``, ...
+    Forward ``(X (B, T), valid_lens (B,) or None)``: token ids in [0, vocab_size) (values
+    checked on the CPU), lengths in [0, T]. Parameters are initialized with
+    :func:`init_transformer_weights` (see the module's docstring for why).
 
     Options: ``norm_first`` (pre-norm blocks and a final LayerNorm ``norm``), ``impl``,
-    ``max_len`` of the positional encoding, and ``embedding``, an existing
-    ``nn.Embedding(vocab_size, num_hiddens)`` to share (e.g. with a decoder).
+    ``max_len`` of the positional encoding, ``embedding``, an existing
+    ``nn.Embedding(vocab_size, num_hiddens)`` to share (e.g. with a decoder; it is not
+    initialized again), and ``scale_embedding`` (False: no sqrt(D) factor).
     """
 
     def __init__(
@@ -260,12 +279,14 @@ class TransformerEncoder(_SwitchesImpl):
         impl: str = "manual",
         max_len: int = 1000,
         embedding: nn.Embedding | None = None,
+        scale_embedding: bool = True,
     ) -> None:
         super().__init__()
         _check_int("vocab_size", vocab_size)
         _check_int("num_blks", num_blks)
         _check_bool("norm_first", norm_first)
-        self.num_hiddens, self.norm_first = num_hiddens, norm_first
+        _check_bool("scale_embedding", scale_embedding)
+        self.num_hiddens, self.norm_first, self.scale_embedding = num_hiddens, norm_first, scale_embedding
         self.embedding = _embedding(embedding, vocab_size, num_hiddens)
         self.pos_encoding = PositionalEncoding(num_hiddens, dropout, max_len)
         self.blks = nn.Sequential()
@@ -274,10 +295,12 @@ class TransformerEncoder(_SwitchesImpl):
                 num_hiddens, ffn_num_hiddens, num_heads, dropout, use_bias, norm_first, impl))
         if norm_first:  # a pre-norm stack ends unnormalized: normalize its output once
             self.norm = nn.LayerNorm(num_hiddens)
+        init_transformer_weights(self, skip=() if embedding is None else (embedding,))
 
     def forward(self, X: Tensor, valid_lens: Tensor | None = None, *args) -> Tensor:
         _check_tokens(X, "TransformerEncoder", self.embedding.num_embeddings)
-        X = self.pos_encoding(self.embedding(X) * math.sqrt(self.num_hiddens))  # (B, T, D)
+        scale = math.sqrt(self.num_hiddens) if self.scale_embedding else 1.0
+        X = self.pos_encoding(self.embedding(X) * scale)  # (B, T, D)
         for blk in self.blks:
             X = blk(X, valid_lens)
         return self.norm(X) if self.norm_first else X  # (B, T, D)
@@ -313,6 +336,25 @@ def _embedding(embedding: nn.Embedding | None, vocab_size: int, num_hiddens: int
     if not isinstance(embedding, nn.Embedding) or tuple(embedding.weight.shape) != (vocab_size, num_hiddens):
         raise ValueError(f"embedding to share must be an nn.Embedding({vocab_size}, {num_hiddens}), got {embedding!r}")
     return embedding
+
+
+def init_transformer_weights(module: nn.Module, skip: tuple[nn.Module, ...] = ()) -> nn.Module:
+    """Xavier-uniform initialization of every weight matrix of ``module``, in place; returns it.
+
+    The Annotated Transformer's initialization: each parameter with two or more
+    dimensions (linear weights, embeddings) is drawn from U(-a, a) with a = sqrt(6 /
+    (fan_in + fan_out)), standard deviation sqrt(2 / (fan_in + fan_out)); biases and
+    LayerNorm parameters keep their defaults. A tied output layer shares its weight with
+    the embedding and is drawn once. Parameters of the modules in ``skip`` (e.g. an
+    embedding shared with another model, already initialized) are left as they are.
+    Works on the meta device (nothing is drawn there).
+    """
+    skipped = {id(p) for m in skip for p in m.parameters()}
+    with torch.no_grad():
+        for p in module.parameters():  # each shared tensor once
+            if p.dim() > 1 and id(p) not in skipped:
+                nn.init.xavier_uniform_(p)
+    return module
 
 
 class BlockCache(NamedTuple):
@@ -459,7 +501,9 @@ class TransformerDecoder(_SwitchesImpl):
     LayerNorm ``norm``), ``tie_weights`` (the output layer's weight *is* the embedding
     matrix, ``dense.weight is embedding.weight``; ``dense`` keeps its own bias),
     ``embedding`` (an existing ``nn.Embedding(vocab_size, num_hiddens)`` to share, e.g.
-    the encoder's), ``impl`` and ``max_len`` (the most target positions, cache included).
+    the encoder's; it is not initialized again), ``impl``, ``max_len`` (the most target
+    positions, cache included) and ``scale_embedding`` (False: no sqrt(D) factor).
+    Parameters are initialized with :func:`init_transformer_weights`.
 
     Inputs: token ids (B, Tt) in [0, vocab_size) (values checked on the CPU), and a state
     built by ``init_state`` for a source batch of the same size B (both paths refuse
@@ -480,13 +524,16 @@ class TransformerDecoder(_SwitchesImpl):
         embedding: nn.Embedding | None = None,
         impl: str = "manual",
         max_len: int = 1000,
+        scale_embedding: bool = True,
     ) -> None:
         super().__init__()
         _check_int("vocab_size", vocab_size)
         _check_int("num_blks", num_blks)
         _check_bool("norm_first", norm_first)
         _check_bool("tie_weights", tie_weights)
+        _check_bool("scale_embedding", scale_embedding)
         self.num_hiddens, self.num_blks, self.norm_first = num_hiddens, num_blks, norm_first
+        self.scale_embedding = scale_embedding
         self.embedding = _embedding(embedding, vocab_size, num_hiddens)
         self.pos_encoding = PositionalEncoding(num_hiddens, dropout, max_len)
         self.blks = nn.Sequential()
@@ -498,6 +545,7 @@ class TransformerDecoder(_SwitchesImpl):
         self.dense = nn.Linear(num_hiddens, vocab_size)
         if tie_weights:  # one (V, D) matrix: row v embeds token v and scores token v
             self.dense.weight = self.embedding.weight
+        init_transformer_weights(self, skip=() if embedding is None else (embedding,))
         self.register_load_state_dict_pre_hook(refuse_untied_state_dict)  # a tied model refuses untied weights
 
     @property
@@ -542,7 +590,8 @@ class TransformerDecoder(_SwitchesImpl):
                 "build the decoder with a larger max_len"
             )
         P = self.pos_encoding.P[:, start : start + T]  # (1, T, D): positions start .. start + T - 1, not 0 .. T - 1
-        X = self.embedding(X) * math.sqrt(self.num_hiddens) + P.to(self.embedding.weight.dtype)
+        scale = math.sqrt(self.num_hiddens) if self.scale_embedding else 1.0
+        X = self.embedding(X) * scale + P.to(self.embedding.weight.dtype)
         X = self.pos_encoding.dropout(X)  # (B, T, D)
         for blk in self.blks:
             X, state = blk(X, state)
@@ -587,6 +636,7 @@ def build_transformer(
     shared_embedding: bool = False,
     impl: str = "manual",
     max_len: int = 1000,
+    scale_embedding: bool = True,
 ):
     """An encoder-decoder Transformer: ``course_lib.seq2seq.EncoderDecoder(encoder, decoder)``.
 
@@ -596,7 +646,10 @@ def build_transformer(
     ``tie_weights``: the decoder's output layer uses the target embedding matrix.
     ``shared_embedding``: one embedding for source and target (needs one shared
     vocabulary, ``src_vocab_size == tgt_vocab_size``), as in Vaswani et al. (2017), who
-    also tie it to the output layer. Build it on the meta device (``with
+    also tie it to the output layer. ``scale_embedding=False``: the embeddings are not
+    multiplied by sqrt(D). The parameters are initialized with
+    :func:`init_transformer_weights` (the module's docstring says why): a fresh model's
+    loss is close to ln V, tied or not. Build it on the meta device (``with
     torch.device("meta"):``) to count parameters without allocating them. A model with
     ``tie_weights`` or ``shared_embedding`` refuses a state dict that holds two different
     matrices for its one shared matrix (loading would silently keep only one).
@@ -609,10 +662,10 @@ def build_transformer(
             f"shared_embedding needs one vocabulary for source and target, got sizes {src_vocab_size} and {tgt_vocab_size}"
         )
     encoder = TransformerEncoder(src_vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks, dropout,
-                                 use_bias, norm_first, impl, max_len)
+                                 use_bias, norm_first, impl, max_len, scale_embedding=scale_embedding)
     decoder = TransformerDecoder(tgt_vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks, dropout,
                                  use_bias, norm_first, tie_weights, encoder.embedding if shared_embedding else None,
-                                 impl, max_len)
+                                 impl, max_len, scale_embedding=scale_embedding)
     model = EncoderDecoder(encoder, decoder)
     model.register_load_state_dict_pre_hook(refuse_untied_state_dict)  # shared or tied: refuse untied weights
     return model
@@ -648,4 +701,5 @@ __all__ = [
     "VASWANI_2017",
     "build_transformer",
     "count_parameters",
+    "init_transformer_weights",
 ]
