@@ -65,6 +65,10 @@ def test_mathjax_is_served_from_the_book(built_book):
 
 import html as html_lib  # noqa: E402
 import importlib.util  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import urllib.request  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -213,3 +217,65 @@ def test_pages_box_code_lines_and_let_inline_code_break(built_book):
     assert cells and all('<span class="cl"' in c for c in cells)
     assert "torch<wbr>.nn<wbr>.functional<wbr>.scaled_<wbr>dot_<wbr>product_<wbr>attention" in text
     assert 'course-columns' in (built_book / "book/chapter_06_bert.html").read_text()
+
+
+# --- tasks.py book serves the site ------------------------------------------------------
+
+def test_tasks_book_serves_the_pages_and_the_search_index_and_stops_on_ctrl_c(built_book):
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tasks.py"), "book", "--no-build", "--port", "0", "--no-open"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert m, f"no address printed: {line!r}"
+        url = m.group(0)
+        for path, expect in [("", "book/preface.html"), ("book/chapter_04_self_attention.html", "4. Self-attention"),
+                             ("searchindex.js", "Search.setIndex("), ("search.html", "searchtools.js"),
+                             ("_static/mathjax/tex-mml-chtml.js", "MathJax")]:
+            with urllib.request.urlopen(url + path, timeout=10) as response:
+                assert response.status == 200
+                body = response.read().decode("utf-8", "replace")
+                assert expect in body, (path, body[:200])
+                if path.endswith(".js"):
+                    assert response.headers["Content-Type"].startswith("text/javascript")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "server stopped" in out and "Traceback" not in err
+
+
+def test_tasks_book_without_a_build_says_what_to_do(tmp_path, monkeypatch):
+    import tasks
+
+    monkeypatch.setattr(tasks, "BUILD", tmp_path / "_build")
+    monkeypatch.setattr(tasks, "ROOT", tmp_path)
+    args = tasks.argparse.Namespace(no_build=True, no_serve=False, no_open=True, port=0)
+    with pytest.raises(SystemExit, match="there is no built book in _build/html: run python3 tasks.py book"):
+        tasks.cmd_book(args)
+
+
+# --- PyTorch from another index ---------------------------------------------------------
+
+def test_course_torch_index_installs_the_pinned_torch_from_it_first(tmp_path, monkeypatch):
+    import tasks
+
+    commands = []
+    monkeypatch.setattr(tasks, "run", lambda cmd, **kw: commands.append([str(c) for c in cmd]))
+    monkeypatch.setattr(tasks, "VENV", tmp_path / "venv")
+    monkeypatch.setattr(tasks, "STAMP", tmp_path / "stamp")
+    pin = re.search(r"^torch==\S+", (ROOT / "requirements.txt").read_text(), re.M).group(0)
+
+    monkeypatch.delenv(tasks.TORCH_INDEX_ENV, raising=False)
+    tasks.ensure_venv()
+    pips = [c for c in commands if "pip" in c]
+    assert not any("--index-url" in c for c in pips)       # unset: the default index only
+    assert any("-r" in c for c in pips)
+
+    commands.clear()
+    (tmp_path / "stamp").unlink()
+    monkeypatch.setenv(tasks.TORCH_INDEX_ENV, "https://download.pytorch.org/whl/cpu")
+    tasks.ensure_venv()
+    pips = [c for c in commands if "pip" in c]
+    assert pips[0][-3:] == ["--index-url", "https://download.pytorch.org/whl/cpu", pin]  # first, alone
+    assert "-r" in pips[1] and not any("--index-url" in c for c in pips[1:])
