@@ -451,11 +451,12 @@ def cmd_book(args: argparse.Namespace) -> None:
 
 # --- figures on the page ---------------------------------------------------------------
 
-# The width of a chapter's text column (a code cell's output box) on a 1400 px desktop,
-# and the smallest text a figure may show there, in CSS px. tests/test_browser.py
-# measures the column and checks every figure in a real browser; `figures` estimates
-# the same from the notebooks alone, before the book is built.
-DESKTOP_COLUMN_PX = 784
+# The width of a chapter's text column (a code cell's output box) in a 1400 px desktop
+# window with a classic scroll bar (784 px where scroll bars overlay the page), and the
+# smallest text a figure may show there, in CSS px. tests/test_browser.py measures the
+# column and checks every figure in a real browser; `figures` estimates the same from
+# the notebooks alone, before the book is built.
+DESKTOP_COLUMN_PX = 772
 MIN_FIGURE_TEXT_PX = 9.0
 TEXT_SIZE_KEY = "course_lib:smallest_text_pt"  # course_lib.plotting.TEXT_SIZE_KEY
 

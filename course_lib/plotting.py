@@ -6,7 +6,7 @@ notebook can add a caption, a title or more lines.
 
 **Figures for the book's page.** The book shows a figure at its own size (100 pixels
 per inch of ``figsize``) unless it is wider than the text column, which on a desktop is
-about 780 px; a wider figure is shrunk to the column, and its text with it. So a figure
+about 770 px; a wider figure is shrunk to the column, and its text with it. So a figure
 at most ``PAGE_WIDTH`` (7.5) inches wide shows its text at full size: 10 pt is 14 px on
 the page, and the book's floor, 9 px, is 6.5 pt. A 13-inch figure is shrunk to 60 %,
 and its 10 pt text to 8 px. ``page_figsize(height)`` gives the page's width;
@@ -41,7 +41,7 @@ from matplotlib.figure import Figure
 ArrayLike = Any  # a tensor, a NumPy array or a (nested) list of numbers
 
 # The widest figure, in inches, that the book shows without shrinking it on a desktop
-# (at 100 dpi, 750 px; the text column is about 780 px wide).
+# (at 100 dpi, 750 px; the text column is about 770 px wide).
 PAGE_WIDTH = 7.5
 # The smallest font, in points, that the helpers below use: 6.5 pt is 9 px at full size.
 SMALLEST_FONT = 6.5

@@ -125,7 +125,7 @@ def test_each_chapter_ends_with_a_link_to_its_homework(built_book):
         if not m:
             continue
         text = (built_book / f"{doc}.html").read_text()
-        boxes = re.findall(r'<div class="admonition course-homework[^"]*">(.*?)</div>', text, re.S)
+        boxes = re.findall(r'<div class="[^"]*\bcourse-homework\b[^"]*">(.*?)</div>', text, re.S)
         assert len(boxes) == 1, doc
         link = re.search(r'href="([^"]+)"', boxes[0]).group(1)
         target = (built_book / doc).parent / link

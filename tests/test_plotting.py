@@ -123,7 +123,7 @@ from course_lib.plotting import (  # noqa: E402
 )
 
 # The book's text column on a desktop, in px (a figure at most this wide at 100 dpi is not shrunk).
-COLUMN_PX = 780
+COLUMN_PX = 770
 
 
 def rendered_width(fig, dpi=100):
