@@ -74,6 +74,7 @@ class PageRecord:
     console: list[dict] = field(default_factory=list)
     title: str = ""
     column: float | None = None                          # width of a code cell's output box
+    tables: list[int] = field(default_factory=list)      # px each table hides (it scrolls to them)
     seconds: float = 0.0
 
 
@@ -154,7 +155,10 @@ const images = Array.from(article.querySelectorAll('img')).map(i =>
   [i.getAttribute('src'), i.complete && i.naturalWidth > 0, i.naturalWidth, i.getBoundingClientRect().width, caption(i)]);
 const h1 = document.querySelector('h1');
 const output = document.querySelector('div.cell_output');
-return {equations, overflow, images, title: h1 ? h1.textContent.trim() : '', column: output ? output.clientWidth : null};
+const tables = Array.from(document.querySelectorAll('.pst-scrollable-table-container'))
+                    .map(b => b.scrollWidth - b.clientWidth);
+return {equations, overflow, images, title: h1 ? h1.textContent.trim() : '', column: output ? output.clientWidth : null,
+        tables};
 """
 
 WAIT_FOR_MATHJAX = r"""
@@ -254,6 +258,7 @@ def survey(browser, server, built_book) -> dict[tuple[str, str], PageRecord]:
             found = browser.execute_script(SURVEY)
             record.equations, record.overflow = found["equations"], found["overflow"]
             record.images, record.title, record.column = found["images"], found["title"], found["column"]
+            record.tables = found["tables"]
             record.console = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
             name = Path(page).stem
             screenshot(browser, shots / device / f"{name}.png")
@@ -315,6 +320,16 @@ def test_images_load_and_console_is_clean(survey, page, device):
     broken = [src for src, loaded, *_ in record.images if not loaded]
     assert broken == [], f"images that failed to load: {broken}"
     assert record.console == [], record.console
+
+
+HOMEWORK = [p for p in PAGES if "/_student/hw" in p]
+
+
+@pytest.mark.parametrize("page", HOMEWORK, ids=[Path(p).stem for p in HOMEWORK])
+def test_homework_table_of_questions_fits_a_phone(survey, page):
+    """The first table of a homework page lists its questions and points: on a phone it shows whole."""
+    tables = survey[page, "phone"].tables
+    assert tables and tables[0] <= 1, f"the table of questions hides {tables[0] if tables else '?'} px"
 
 
 def figure_text_px(built_book: Path, page: str, image: list) -> tuple[float | None, str]:
