@@ -119,6 +119,15 @@ def test_previous_and_next_go_from_each_chapter_to_its_homework(built_book):
     assert prev_next(built_book, order[0])["prev"] is None
 
 
+def test_reading_order_puts_each_homework_after_its_chapter_and_keeps_the_rest():
+    toc = ["book/preface", "book/chapter_01_a", "book/chapter_02_b", "book/homework/_student/hw01_a",
+           "book/homework/_student/hw02_b", "book/homework/_student/hw07_extra", "book/glossary"]
+    assert extension().reading_order(toc) == [
+        "book/preface", "book/chapter_01_a", "book/homework/_student/hw01_a", "book/chapter_02_b",
+        "book/homework/_student/hw02_b", "book/homework/_student/hw07_extra", "book/glossary"]
+    assert extension().reading_order(toc[:3]) == toc[:3]  # no homework: the table of contents' order
+
+
 def test_each_chapter_ends_with_a_link_to_its_homework(built_book):
     for doc in toc_docs():
         m = re.match(r"book/chapter_(\d+)_", doc)
