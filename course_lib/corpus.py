@@ -208,17 +208,23 @@ class Corpus:
     def test_novel(self) -> list[Sentence]:
         return self.splits.test_novel
 
-    def _loader(self, dataset, split: str, batch_size: int, shuffle: bool | None):
+    def _loader(self, dataset, split: str, batch_size: int, shuffle: bool | None, by_length: bool = False):
         from course_lib.text import loader
 
-        return loader(dataset, batch_size, split == "train" if shuffle is None else shuffle, self.seed)
+        return loader(dataset, batch_size, split == "train" if shuffle is None else shuffle, self.seed, by_length)
 
-    def loader(self, split: str, batch_size: int, shuffle: bool | None = None):
-        """Translation batches (src, src_valid_len, tgt, tgt_valid_len); shuffled for train by default."""
+    def loader(self, split: str, batch_size: int, shuffle: bool | None = None, by_length: bool = False):
+        """Translation batches (src, src_valid_len, tgt, tgt_valid_len); shuffled for train by default.
+
+        ``by_length=True`` puts sentences of similar length in the same batch (shuffled
+        loaders only; see ``course_lib.text.LengthGroupedBatches``): less padding, so a
+        recurrent decoder, which runs one step per padded target position, trains faster.
+        """
         from course_lib.text import TranslationDataset
 
         pairs = [(s.en, s.fr) for s in self.split(split)]
-        return self._loader(TranslationDataset(pairs, self.src_vocab, self.tgt_vocab), split, batch_size, shuffle)
+        return self._loader(TranslationDataset(pairs, self.src_vocab, self.tgt_vocab), split, batch_size, shuffle,
+                            by_length)
 
     def tagging_loader(self, split: str, batch_size: int, shuffle: bool | None = None):
         """Part-of-speech batches (tokens, valid_len, tags)."""
