@@ -1,13 +1,18 @@
 """Chapter 2: attention scoring functions.
 
-Shape legend: B batch, Tq queries, Tk keys, D query/key size, Dv value size, Hd the
-hidden size of additive attention.
+Shape legend: B batch, Tq queries, Tk keys, D query/key size (the book's d), Dv value
+size (d_v), Da the hidden size of additive attention (d_a); Dq, Dk the sizes of queries
+and keys where they differ (d_q, d_k).
 
 Two scoring functions, each turning queries and keys into scores (B, Tq, Tk) that a
 masked softmax turns into weights, which then average the values:
 
 * scaled dot product (equation 2.4, matrix form 2.5): ``a(q, k) = q . k / sqrt(D)``;
-* additive (equation 2.3): ``a(q, k) = w_v . tanh(W_q q + W_k k)``.
+* additive (equation 2.3): ``a(q, k) = w_v . tanh(W_q q + W_k k)``, written, as in the
+  book, for one query and one key as column vectors. ``W_q`` here is the (Da, Dq)
+  matrix that the ``nn.Linear`` layer ``W_q`` keeps in its ``weight``; applied to a
+  batch whose rows are queries, the layer computes ``queries @ W_q.weight.T``, which is
+  the book's row form ``Q W_Q`` with ``W_Q = W_q^T``.
 
 Dot-product attention has two implementations with the same parameters (none) and
 the same results, chosen explicitly by ``impl``:
@@ -227,7 +232,7 @@ class DotProductAttention(_KeepsWeights):
 
 
 class AdditiveAttention(_KeepsWeights):
-    """Additive attention (equation 2.3): scores w_v . tanh(W_q q + W_k k).
+    """Additive attention (equation 2.3): scores w_v . tanh(W_q q + W_k k) (column form).
 
     ``AdditiveAttention(num_hiddens, dropout)`` as in d2l: ``W_q`` and ``W_k`` (to
     ``num_hiddens``, no bias) are lazy linear layers that learn their input sizes on the
@@ -236,7 +241,8 @@ class AdditiveAttention(_KeepsWeights):
     linear layer. Queries and keys may have different sizes. Dropout is applied to the
     attention weights in training mode. Forward
     ``(queries (B, Tq, Dq), keys (B, Tk, Dk), values (B, Tk, Dv), valid_lens=None,
-    attn_mask=None) -> (B, Tq, Dv)``. Only a teaching path exists: the fused kernel
+    attn_mask=None) -> (B, Tq, Dv)``; the hidden size Da is ``num_hiddens``. Only a
+    teaching path exists: the fused kernel
     computes dot-product scores only.
     """
 
@@ -264,7 +270,7 @@ class AdditiveAttention(_KeepsWeights):
         *,
         projected_keys: Tensor | None = None,
     ) -> Tensor:
-        """``projected_keys``: ``W_k(keys)`` (B, Tk, Hd), computed once by a caller that
+        """``projected_keys``: ``W_k(keys)`` (B, Tk, Da), computed once by a caller that
         queries the same keys many times (chapter 3's decoder: once per target step), so
         that it is not computed again here; ``keys`` is then used for its shape only."""
         _check_qkv(queries, keys, values, same_size=False)
@@ -278,9 +284,9 @@ class AdditiveAttention(_KeepsWeights):
         mask = combine_masks(torch.Size((queries.shape[0], queries.shape[1], keys.shape[1])), valid_lens, attn_mask)
         extra = [] if projected_keys is None else [projected_keys]
         keys, values, *extra = hide_masked_keys(mask, keys, values, *extra)  # keys no query may see: zero
-        q = self.W_q(queries)  # (B, Tq, Hd)
-        k = self.W_k(keys) if projected_keys is None else extra[0]  # (B, Tk, Hd)
-        features = torch.tanh(q.unsqueeze(2) + k.unsqueeze(1))  # (B, Tq, 1, Hd) + (B, 1, Tk, Hd) -> (B, Tq, Tk, Hd)
+        q = self.W_q(queries)  # (B, Tq, Da)
+        k = self.W_k(keys) if projected_keys is None else extra[0]  # (B, Tk, Da)
+        features = torch.tanh(q.unsqueeze(2) + k.unsqueeze(1))  # (B, Tq, 1, Da) + (B, 1, Tk, Da) -> (B, Tq, Tk, Da)
         scores = self.w_v(features).squeeze(-1)  # (B, Tq, Tk)
         weights = masked_softmax(scores, attn_mask=mask)  # (B, Tq, Tk)
         self._attention_weights = weights.detach()

@@ -4,12 +4,13 @@ Shape legend: Q queries (test inputs), K keys (training inputs), Dv value size.
 
 The estimator (Nadaraya 1964, Watson 1964), equation (1.3) of the chapter::
 
-    f(q) = sum_i  alpha(q, k_i) v_i,    alpha(q, k_i) = K((q - k_i) / h) / sum_j K((q - k_j) / h)
+    f(q) = sum_i  alpha(q, k_i) v_i,    alpha(q, k_i) = κ((q - k_i) / h) / sum_j κ((q - k_j) / h)
 
-Keys k_i and queries q are scalars; values v_i are scalars or vectors. ``h`` is the
-bandwidth (the kernel's width). With the Gaussian kernel the attention weights are
-exactly ``softmax(-((q - k_i) / h)**2 / 2)`` over i, which is how they are computed
-here (stable even for tiny widths).
+Keys k_i and queries q are scalars; values v_i are scalars or vectors. κ (kappa) is the
+kernel and ``h`` the bandwidth (the kernel's width; in the book ``h`` means nothing
+else). With the Gaussian kernel the attention weights are exactly
+``softmax(-((q - k_i) / h)**2 / 2)`` over i, which is how they are computed here (stable
+even for tiny widths).
 """
 
 from __future__ import annotations

@@ -1,14 +1,17 @@
 """Chapter 4: multi-head (self-)attention and local-window attention.
 
-Shape legend: B batch, Tq queries, Tk keys (and values), D model size (``num_hiddens``),
-H heads, Dh = D / H the size of one head, W = 2 * window + 1 keys per query in local
-attention.
+Shape legend: B batch, Tq queries, Tk keys (and values), D model size (``num_hiddens``;
+the book's d), H heads (``num_heads``), Dh = D / H the size of one head (d_h), W =
+2 * window + 1 keys per query in local attention (``window`` is the book's ℓ).
 
 Multi-head attention (equations 4.2 and 4.3 of the chapter): project queries, keys and
 values with ``W_q``, ``W_k``, ``W_v`` (each D -> D), cut each projection into H heads of
 size Dh, run scaled dot-product attention in every head independently, concatenate the
-H outputs and mix them with ``W_o`` (D -> D). Self-attention is the special case in
-which queries, keys and values are the same sequence.
+H outputs and mix them with ``W_o`` (D -> D). The layers are ``nn.Linear``, so
+``W_q.weight`` holds the transpose of the book's row-form matrix: ``X @ W_q.weight.T`` is
+the book's ``X W_Q``. Self-attention is the special case in which queries, keys and
+values are the same sequence. Code indexes heads from 0; the book numbers them 1 to H,
+so the code's head j is the book's head j + 1.
 
 Two implementations with the same parameters and the same results, chosen by ``impl``:
 
@@ -56,7 +59,10 @@ def _check_heads(num_hiddens: int, num_heads: int) -> None:
 
 
 def split_heads(X: Tensor, num_heads: int) -> Tensor:
-    """(B, T, D) -> (B, H, T, Dh): feature block h (columns h*Dh .. (h+1)*Dh - 1) becomes head h."""
+    """(B, T, D) -> (B, H, T, Dh): feature block j (columns j*Dh .. (j+1)*Dh - 1) becomes head j.
+
+    j counts from 0 here; the book calls this head j + 1.
+    """
     if not isinstance(X, Tensor) or X.dim() != 3:
         raise ValueError(f"split_heads expects a tensor (B, T, D), got {describe(X)}")
     _check_heads(X.shape[-1], num_heads)
@@ -75,7 +81,7 @@ def merge_heads(X: Tensor) -> Tensor:
 def transpose_qkv(X: Tensor, num_heads: int) -> Tensor:
     """(B, T, D) -> (B * H, T, Dh): the heads moved into the batch axis (d2l's name).
 
-    Row ``b * H + h`` of the result is head h of sequence b.
+    Row ``b * H + j`` of the result is head j (counted from 0) of sequence b.
     """
     heads = split_heads(X, num_heads)  # (B, H, T, Dh)
     B, H, T, Dh = heads.shape
@@ -96,6 +102,8 @@ def _linear(in_features: int | None, out_features: int, bias: bool) -> nn.Module
 
 class MultiHeadAttention(nn.Module):
     """Multi-head attention (equations 4.2-4.3): H heads of scaled dot-product attention.
+
+    Each head works on Dh = D / H features (``num_hiddens / num_heads``).
 
     ``MultiHeadAttention(num_hiddens, num_heads, dropout, bias=False)`` as in d2l 1.0.3:
     ``W_q``, ``W_k``, ``W_v`` and ``W_o`` map to ``num_hiddens`` features. As in d2l,

@@ -1,6 +1,7 @@
 """Chapter 4: positional encodings, sinusoidal (fixed) and learned.
 
-Shape legend: B batch, T positions, D model size (``num_hiddens``), L ``max_len``.
+Shape legend: B batch, T positions, D model size (``num_hiddens``; the book's d), L
+``max_len``.
 
 Self-attention treats its input as a set: permute the input vectors and the outputs are
 permuted the same way. Adding a vector that depends on the position breaks that
@@ -11,8 +12,9 @@ symmetry. The sinusoidal encoding (equation 4.4 of the chapter, from Vaswani et 
     P[pos, 2i + 1] = cos(pos / 10000 ** (2i / D))
 
 Each column pair is a clock turning at its own frequency. Because of that, the encoding
-of position ``pos + k`` is a fixed linear map (a rotation of every column pair) of the
-encoding of ``pos``: :func:`relative_position_map` builds it.
+of position ``pos + offset`` is a fixed linear map (a rotation of every column pair) of
+the encoding of ``pos``: :func:`relative_position_map` builds it (the book's R_Δ, with
+Δ = ``offset``, equation 4.5).
 """
 
 from __future__ import annotations
@@ -48,12 +50,14 @@ def sinusoidal_encoding(max_len: int, num_hiddens: int) -> Tensor:
 
 
 def relative_position_map(offset: int, num_hiddens: int) -> Tensor:
-    """The (D, D) matrix M with ``P[pos + offset] = P[pos] @ M`` for every position.
+    """The (D, D) rotation R with ``P[pos + offset] = P[pos] @ R`` for every position.
 
-    M is block diagonal: for column pair (2i, 2i + 1) with frequency w, the 2 x 2 block is
-    ``[[cos(offset w), -sin(offset w)], [sin(offset w), cos(offset w)]]``, which follows
-    from sin(a + b) = sin a cos b + cos a sin b and cos(a + b) = cos a cos b - sin a sin b.
-    It depends on the offset only, not on ``pos``. ``offset`` is an int (negative: backwards).
+    R (the book's R_Δ, equation 4.5, with Δ = ``offset``) is block diagonal: for column
+    pair (2i, 2i + 1) with frequency omega_i, the 2 x 2 block is
+    ``[[cos(offset omega_i), -sin(offset omega_i)], [sin(offset omega_i), cos(offset omega_i)]]``,
+    which follows from sin(a + b) = sin a cos b + cos a sin b and
+    cos(a + b) = cos a cos b - sin a sin b. It depends on the offset only, not on ``pos``.
+    ``offset`` is an int (negative: backwards).
     """
     check_int("offset", offset, minimum=None)
     w = offset * frequencies(num_hiddens)  # (D/2,)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -212,6 +213,63 @@ def test_multihead_fused_path_zeroes_fully_masked_rows(monkeypatch):
     mha.impl = "manual"
     torch.testing.assert_close(fused, mha(x, x, x, vl))
     torch.testing.assert_close(fused[0], mha.W_o(torch.zeros(3, 8)))  # zero context, then W_o
+
+
+# The same guard with PyTorch's real kernels, unpatched: on the CPU always, and on CUDA
+# (every fused backend that accepts a boolean mask) when a GPU is present. The patched
+# tests above prove the guard works whatever a kernel returns; these prove that the
+# kernels the course actually runs on give zeros for fully masked rows through it.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# (device, backend, dtype): the CPU with its default kernel; on CUDA, the default choice
+# and every backend that takes a boolean mask (flash attention does not), in two dtypes
+KERNELS = [("cpu", "default", torch.float32)] + [
+    ("cuda", backend, dtype)
+    for backend in ("default", "math", "efficient", "cudnn")
+    for dtype in (torch.float32, torch.float16)
+    if "cuda" in DEVICES
+]
+
+
+def _backend(name):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    chosen = {"math": SDPBackend.MATH, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+              "cudnn": SDPBackend.CUDNN_ATTENTION}
+    return sdpa_kernel(chosen[name]) if name in chosen else contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("device, backend, dtype", KERNELS)
+def test_fully_masked_rows_are_zero_with_the_real_kernels(device, backend, dtype):
+    q, k, v = (t.to(device, dtype) for t in qkv(2, 3, 5, 16, 8))
+    vl = torch.tensor([[0, 2, 0], [5, 0, 1]], device=device)   # queries with no key at all
+    attention = DotProductAttention(0.0, impl="sdpa")
+    try:
+        with _backend(backend):
+            fused = attention(q, k, v, vl)
+    except RuntimeError as err:  # this backend does not take these inputs on this GPU
+        pytest.skip(f"{backend} kernel unavailable here: {str(err).splitlines()[0]}")
+    manual = DotProductAttention(0.0, impl="manual")(q.float(), k.float(), v.float(), vl)
+    assert fused.device.type == device and torch.isfinite(fused).all()
+    assert fused[vl == 0].eq(0).all() and not fused[vl > 0].eq(0).all()
+    tol = 1e-5 if device == "cpu" else 1e-4 if dtype == torch.float32 else 1e-2   # half: ~3 digits
+    torch.testing.assert_close(fused.float(), manual, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_multihead_fully_masked_rows_with_the_real_kernel(device):
+    from course_lib import MultiHeadAttention
+
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 2, 0.0, query_size=16, key_size=16, value_size=16).to(device).eval()
+    x = torch.randn(2, 3, 16, device=device)
+    vl = torch.tensor([0, 2], device=device)          # sequence 0: no valid key
+    mha.impl = "sdpa"
+    fused = mha(x, x, x, vl)
+    mha.impl = "manual"
+    assert torch.isfinite(fused).all()
+    tol = 1e-5 if device == "cpu" else 1e-4
+    torch.testing.assert_close(fused, mha(x, x, x, vl), atol=tol, rtol=tol)
+    torch.testing.assert_close(fused[0], mha.W_o(torch.zeros(3, 16, device=device)))
 
 
 def test_dropout_is_a_float_not_a_submodule(d2l):
