@@ -72,7 +72,7 @@ def grading_helpers(torch):
 
         def code_ban(code):
             found = codes.get(code) or (len(code.co_names) > 3 and codes.get(fingerprint(code)))
-            return found or next((f"{package}.{code.co_qualname} (nothing from {package} is allowed here)"
+            return found or next((f"{package}.{getattr(code, 'co_qualname', code.co_name)} (nothing from {package} is allowed here)"
                                   for path, package in folders if code.co_filename.startswith(path)), None)
 
         def held(f, route, seen):
