@@ -28,6 +28,7 @@ see VALIDATION_ENV), so that an output that depends on the kernels fails here fi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -192,8 +193,46 @@ def embed_public_tests(notebook: Path, tests_dir: Path) -> None:
     notebook.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def generate_homework() -> list[Path]:
-    """Run Otter Assign on every master; return the autograder zips.
+@contextlib.contextmanager
+def build_lock(name: str):
+    """Hold ``_build/.<name>.lock`` (an exclusive file lock) while the block runs.
+
+    The test suite runs on several pytest workers at once; each may ask for the
+    generated homework. The lock makes one of them generate it while the others wait,
+    and then find it up to date. Where ``fcntl`` is missing (Windows), nothing is locked.
+    """
+    BUILD.mkdir(exist_ok=True)
+    with open(BUILD / f".{name}.lock", "w") as handle:
+        try:
+            import fcntl
+        except ImportError:
+            yield
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def homework_fingerprint(master: Path) -> str:
+    """A hash of everything a homework's generated files depend on.
+
+    The master notebook; this file (how the student version is made); the pinned
+    environment (Otter's version); the autograder's requirements; and course_lib's
+    sources, which Otter Assign runs the solutions and tests against.
+    """
+    h = hashlib.sha256()
+    inputs = [master, Path(__file__).resolve(), ROOT / "requirements.txt", HOMEWORK_DIR / "requirements-autograder.txt",
+              *sorted((ROOT / "course_lib").glob("*.py"))]
+    for path in inputs:
+        h.update(str(path.relative_to(ROOT)).encode() + b"\0")
+        h.update(path.read_bytes() if path.is_file() else b"(missing)")
+    return h.hexdigest()
+
+
+def generate_homework(force: bool = False) -> list[Path]:
+    """Run Otter Assign on every master whose inputs changed; return the autograder zips.
 
     For each book/homework/hwNN_*.ipynb, writes _build/homework/hwNN_*/ with
     student/ (the notebook without solutions, its public tests embedded, plus
@@ -202,25 +241,41 @@ def generate_homework() -> list[Path]:
     (for `tasks.py grade` or Gradescope) and hwNN_*-student.zip; and copies the student
     notebook to book/homework/_student/ for the book. Otter Assign also runs every test
     against the solutions and fails if one does not pass.
+
+    A homework whose inputs (:func:`homework_fingerprint`) are those of its last
+    generation is not generated again, unless ``force``: Otter Assign executes the whole
+    master, and the test suite's workers would otherwise each repeat that work.
     """
     zips = []
     HOMEWORK_PAGES.mkdir(exist_ok=True)
-    for master in homework_masters():
-        name = master.stem
-        out = HOMEWORK_BUILD / name
-        shutil.rmtree(out, ignore_errors=True)
-        run([venv_tool("otter"), "assign", master, out])
-        student = out / "student"
-        public = student / notebook_tests_dir(student / f"{name}.ipynb")  # student/tests/<name>/
-        public.mkdir(parents=True)
-        for test in sorted((student / "tests").glob("*.py")):
-            test.rename(public / test.name)
-        embed_public_tests(student / f"{name}.ipynb", public)
-        shutil.make_archive(str(out / f"{name}-student"), "zip", student)
-        (made,) = (out / "autograder").glob(f"{name}-autograder_*.zip")
-        zips.append(shutil.copy2(made, out / f"{name}-autograder.zip"))
-        shutil.copy2(student / f"{name}.ipynb", HOMEWORK_PAGES / f"{name}.ipynb")
-    return [Path(z) for z in zips]
+    with build_lock("homework"):
+        for master in homework_masters():
+            name = master.stem
+            out = HOMEWORK_BUILD / name
+            stamp, autograder = out / ".inputs-sha256", out / f"{name}-autograder.zip"
+            student_nb = out / "student" / f"{name}.ipynb"
+            want = homework_fingerprint(master)
+            current = stamp.is_file() and stamp.read_text().strip() == want and autograder.is_file() and student_nb.is_file()
+            if current and not force:
+                log(f"{name}: generated files are up to date (inputs unchanged)")
+            else:
+                shutil.rmtree(out, ignore_errors=True)
+                run([venv_tool("otter"), "assign", master, out])
+                student = out / "student"
+                public = student / notebook_tests_dir(student_nb)  # student/tests/<name>/
+                public.mkdir(parents=True)
+                for test in sorted((student / "tests").glob("*.py")):
+                    test.rename(public / test.name)
+                embed_public_tests(student_nb, public)
+                shutil.make_archive(str(out / f"{name}-student"), "zip", student)
+                (made,) = (out / "autograder").glob(f"{name}-autograder_*.zip")
+                shutil.copy2(made, autograder)
+                stamp.write_text(want + "\n")  # last: only a complete generation is reused
+            page = HOMEWORK_PAGES / f"{name}.ipynb"
+            if not page.is_file() or page.read_bytes() != student_nb.read_bytes():
+                shutil.copy2(student_nb, page)
+            zips.append(autograder)
+    return zips
 
 
 def grade_submissions(homework: str, submissions: list[Path], out_dir: Path | None = None, jobs: int | None = None) -> Path:
@@ -279,7 +334,7 @@ def grade_submissions(homework: str, submissions: list[Path], out_dir: Path | No
 
 def cmd_homework(args: argparse.Namespace) -> None:
     ensure_venv()
-    for z in generate_homework():
+    for z in generate_homework(force=args.force):
         log(f"autograder: {z}")
     log(f"student notebooks: {HOMEWORK_BUILD}/*/student/  (zipped: {HOMEWORK_BUILD}/*/*-student.zip)")
 
@@ -340,22 +395,55 @@ def validation_env() -> dict[str, str]:
     return env
 
 
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS says, else the count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def parallel_args(workers: int | None, dist: str) -> list[str]:
+    """pytest-xdist's arguments for ``workers`` processes (default: one per CPU); none for 1.
+
+    Each worker is a separate process under the validation configuration (one thread
+    each), so N workers use N cores and compute exactly what a serial run computes.
+    """
+    workers = available_cpus() if workers is None else workers
+    if workers < 1:
+        sys.exit(f"-n must be at least 1 (1 runs the tests one at a time), got {workers}")
+    if workers == 1:
+        return ["-p", "no:xdist"]
+    return ["-n", str(workers), "--dist", dist, "--no-loadscope-reorder"]
+
+
 def cmd_test(args: argparse.Namespace) -> None:
+    """Run the whole suite: unit tests, every notebook under nbval, book, homework, browser.
+
+    On N workers (pytest-xdist, default one per CPU): tests/conftest.py puts each
+    notebook's cells in one group, so a notebook runs whole in one kernel on one worker,
+    and orders the groups longest first, so that the run ends with short items.
+    """
     t0 = time.time()
     py = ensure_venv()
     ensure_chromium()
+    generate_homework()  # once, before the workers start; they find it up to date
     paths = ["tests", *[str(p.relative_to(ROOT)) for p in notebooks()]]
-    cmd = [py, "-m", "pytest", "--nbval-lax", "--durations=10", *paths, *args.pytest_args]
+    cmd = [py, "-m", "pytest", "--nbval-lax", "--durations=10", *parallel_args(args.workers, "loadgroup"),
+           *paths, *args.pytest_args]
     try:
         run(cmd, env=validation_env())
     finally:
-        log(f"test command took {time.time() - t0:.0f} s")
+        seconds = time.time() - t0
+        log(f"test command took {seconds:.0f} s ({seconds / 60:.1f} min)")
 
 
 def cmd_notebooks(args: argparse.Namespace) -> None:
     py = ensure_venv()
     paths = [str(p.relative_to(ROOT)) for p in notebooks()]
-    run([py, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", *paths, *args.pytest_args], env=validation_env())
+    # loadfile: every notebook runs whole on one worker, in its own kernel
+    run([py, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", *parallel_args(args.workers, "loadfile"),
+         *paths, *args.pytest_args], env=validation_env())
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -672,15 +760,19 @@ def main() -> None:
     p.add_argument("--no-open", action="store_true", help="do not open a browser")
     p.set_defaults(func=cmd_book)
     p = sub.add_parser("test", help="run the whole test suite")
+    p.add_argument("-n", "--workers", type=int, metavar="N",
+                   help="pytest processes (default: one per CPU; -n 1 runs everything one at a time)")
     p.add_argument("pytest_args", nargs="*", help="extra arguments for pytest (after --)")
     p.set_defaults(func=cmd_test)
     p = sub.add_parser("homework", help="generate student notebooks and autograders")
+    p.add_argument("--force", action="store_true", help="generate every homework again, even if its inputs are unchanged")
     p.set_defaults(func=cmd_homework)
     p = sub.add_parser("grade", help="grade submissions of one homework with its autograder")
     p.add_argument("homework", help="the homework's name, e.g. hw01_attention_pooling")
     p.add_argument("submissions", nargs="+", help="submission files (.ipynb or .zip) or folders of them")
     p.set_defaults(func=cmd_grade)
     p = sub.add_parser("notebooks", help="execute and validate the notebooks only")
+    p.add_argument("-n", "--workers", type=int, metavar="N", help="pytest processes (default: one per CPU)")
     p.add_argument("pytest_args", nargs="*")
     p.set_defaults(func=cmd_notebooks)
     p = sub.add_parser("bench", help="time course_lib's attention and Transformer against PyTorch and d2l")

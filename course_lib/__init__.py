@@ -21,6 +21,7 @@ module                      chapter
                             the model, fine-tuning heads, Hugging Face bridge
 ``course_lib.pretrain_bert``  6. BERT pretraining on one or several GPUs
                             (``torchrun -m course_lib.pretrain_bert``)
+``course_lib.stats``        3, 5, 6. intervals for measured rates (Wilson)
 ==========================  ===========================================
 
 Data for chapters 3 to 6: ``course_lib.corpus`` (the generated English–French corpus,
@@ -71,6 +72,7 @@ from course_lib.transformer import (
 )
 from course_lib.masking import causal_mask, local_window_mask, masked_softmax, padding_mask
 from course_lib.plotting import plot, show_heatmaps
+from course_lib.stats import wilson_interval
 from course_lib.utils import REQUIRE_CUDA_ENV, set_seed, try_gpu
 
 __version__ = "0.1.0"
@@ -115,4 +117,5 @@ __all__ = [
     "set_seed",
     "show_heatmaps",
     "try_gpu",
+    "wilson_interval",
 ]

@@ -202,9 +202,21 @@ class AdditiveAttention(_KeepsWeights):
         values: Tensor,
         valid_lens: Tensor | None = None,
         attn_mask: Tensor | None = None,
+        *,
+        projected_keys: Tensor | None = None,
     ) -> Tensor:
+        """``projected_keys``: ``W_k(keys)`` (B, Tk, Hd), computed once by a caller that
+        queries the same keys many times (chapter 3's decoder: once per target step), so
+        that it is not computed again here; ``keys`` is then used for its shape only."""
         _check_qkv(queries, keys, values, same_size=False)
-        q, k = self.W_q(queries), self.W_k(keys)  # (B, Tq, Hd), (B, Tk, Hd)
+        q = self.W_q(queries)  # (B, Tq, Hd)
+        if projected_keys is None:
+            k = self.W_k(keys)  # (B, Tk, Hd)
+        elif projected_keys.shape[:2] != keys.shape[:2] or projected_keys.shape[-1] != q.shape[-1]:
+            raise ValueError(f"projected_keys must be W_k(keys) of shape {(*keys.shape[:2], q.shape[-1])}, "
+                             f"got {tuple(projected_keys.shape)}")
+        else:
+            k = projected_keys
         features = torch.tanh(q.unsqueeze(2) + k.unsqueeze(1))  # (B, Tq, 1, Hd) + (B, 1, Tk, Hd) -> (B, Tq, Tk, Hd)
         scores = self.w_v(features).squeeze(-1)  # (B, Tq, Tk)
         weights = masked_softmax(scores, valid_lens, attn_mask)  # (B, Tq, Tk)

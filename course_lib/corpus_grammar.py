@@ -7,6 +7,7 @@ are listed in that module's docstring and tested in tests/test_corpus.py.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from course_lib.corpus_lexicon import (
@@ -179,13 +180,7 @@ def noun_phrase(
 
 def place_phrase(rng: random.Random, topic: str) -> _Phrase:
     """near the lake / at the market / on the bank: a preposition that fits the place."""
-    places = [pl for pl in PLACES if topic in pl.topics]
-    place = _draw(rng, places)
-    prep_en = rng.choice(PLACE_PREPOSITIONS[place.key])
-    p = _Phrase().word(prep_en, "ADP")
-    p.word("the", "DET").noun(place, place.en, "NOUN", False)
-    p.fr = _with_preposition(PREPOSITIONS[prep_en], place)
-    return p
+    return Grammar(rng).place_phrase(topic)
 
 
 def _with_preposition(preposition: str, noun: Noun) -> list[str]:
@@ -216,29 +211,12 @@ def verb_forms(verb: Verb, person: int, negated: bool, third_singular: bool) -> 
     return en, tags, fr
 
 
-def _pick_adjectives(rng: random.Random, noun: Noun, p_adj: float) -> tuple[Adjective | None, Adjective | None]:
-    if noun.cls in ("company", "place") or rng.random() > p_adj:
-        return None, None
-    fitting = [a for a in ADJECTIVES if (noun.cls in a.classes or noun.key in a.classes)
-               and a.en != noun.en]  # no "a light light"
-    pre = [a for a in fitting if a.before]
-    post = [a for a in fitting if not a.before]
-    choice = rng.random()
-    a_pre = rng.choice(pre) if pre and choice < 0.45 else None
-    a_post = rng.choice(post) if post and (choice >= 0.3 or a_pre is None) else None
-    return a_pre, a_post
-
-
 def _candidates(topic: str, classes: tuple[str, ...], exclude: tuple[str, ...] = ()) -> list[Noun]:
     """Nouns of the topic that fit a verb's role: by semantic class or by noun key."""
     found = [n for n in NOUNS if (n.cls in classes or n.key in classes) and topic in n.topics and n.key not in exclude]
     if "company" in classes and topic == "technology":
         found.append(COMPANY)
     return found
-
-
-def _draw(rng: random.Random, nouns: list[Noun]) -> Noun:
-    return rng.choices(nouns, [DRAW_WEIGHT.get(n.key, 1.0) for n in nouns])[0]
 
 
 def _verb_key(verb: Verb, word: str) -> str | None:
@@ -249,63 +227,115 @@ def _verb_key(verb: Verb, word: str) -> str | None:
 
 
 class Grammar:
-    """Draws one sentence at a time; all randomness comes from the given Random."""
+    """Draws one sentence at a time; all randomness comes from the given Random.
+
+    Every random decision goes through one of three *choice points*, each named after
+    its role in the sentence: ``_random(name)`` (a float in [0, 1), compared with a
+    probability), ``_choice(name, options)`` and ``_weighted(name, options, weights)``.
+    The names: "verb", "negated", "place" (is there a place phrase), "place.noun",
+    "place.preposition", "place.fronted"; for the subject ("subject"), the object
+    ("object") and the phrases of relative clauses ("subject.relative.object",
+    "object.relative.subject", ...), ROLE.pronoun, ROLE.pronoun_word, ROLE.noun,
+    ROLE.plural, ROLE.adjectives (are there any), ROLE.layout, ROLE.pre and ROLE.post
+    (the adjectives placed before and after the noun in French; both precede it in
+    English), ROLE.kind (determiner); "subject.relative" and "object.relative" (is there
+    a relative clause), and in a clause ROLE.head_is_subject and ROLE.verb.
+    Each makes exactly one call to the Random, the same one whatever the name, so the
+    names change nothing in what is drawn. They let :class:`SteeredGrammar` fix some
+    decisions in advance and record all of them (the cue probes of ``course_lib.corpus``).
+    """
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
 
-    def subject(self, topic: str, verb: Verb) -> tuple[_Phrase, int, bool, Noun | None]:
+    # --- the choice points ----------------------------------------------------------
+
+    def _random(self, name: str) -> float:
+        return self.rng.random()
+
+    def _choice(self, name: str, options: Sequence):
+        return self.rng.choice(options)
+
+    def _weighted(self, name: str, options: Sequence, weights: Sequence[float]):
+        return self.rng.choices(options, weights)[0]
+
+    def _draw(self, name: str, nouns: list[Noun]) -> Noun:
+        return self._weighted(name, nouns, [DRAW_WEIGHT.get(n.key, 1.0) for n in nouns])
+
+    # --- phrases --------------------------------------------------------------------
+
+    def adjectives(self, role: str, noun: Noun, p_adj: float) -> tuple[Adjective | None, Adjective | None]:
+        """Up to two adjectives that fit the noun: one placed before it in French, one after."""
+        if noun.cls in ("company", "place") or self._random(f"{role}.adjectives") > p_adj:
+            return None, None
+        fitting = [a for a in ADJECTIVES if (noun.cls in a.classes or noun.key in a.classes)
+                   and a.en != noun.en]  # no "a light light"
+        pre = [a for a in fitting if a.before]
+        post = [a for a in fitting if not a.before]
+        layout = self._random(f"{role}.layout")
+        a_pre = self._choice(f"{role}.pre", pre) if pre and layout < 0.45 else None
+        a_post = self._choice(f"{role}.post", post) if post and (layout >= 0.3 or a_pre is None) else None
+        return a_pre, a_post
+
+    def place_phrase(self, topic: str) -> _Phrase:
+        """near the lake / at the market / on the bank: a preposition that fits the place."""
+        places = [pl for pl in PLACES if topic in pl.topics]
+        place = self._draw("place.noun", places)
+        prep_en = self._choice("place.preposition", PLACE_PREPOSITIONS[place.key])
+        p = _Phrase().word(prep_en, "ADP")
+        p.word("the", "DET").noun(place, place.en, "NOUN", False)
+        p.fr = _with_preposition(PREPOSITIONS[prep_en], place)
+        return p
+
+    def subject(self, topic: str, verb: Verb, role: str = "subject") -> tuple[_Phrase, int, bool, Noun | None]:
         """Subject phrase, person index (0 je, 1 il, 2 nous, 3 ils), English 3rd singular, noun."""
-        rng = self.rng
-        if "person" in verb.subjects and rng.random() < 0.2:
-            en, fr, person = rng.choice(PRONOUNS)
+        if "person" in verb.subjects and self._random(f"{role}.pronoun") < 0.2:
+            en, fr, person = self._choice(f"{role}.pronoun_word", PRONOUNS)
             return _Phrase().word(en, "PRON", [fr]), person, person == 1, None
-        noun = _draw(rng, _candidates(topic, verb.subjects))
-        plural = noun.cls != "company" and rng.random() < 0.3
-        pre, post = _pick_adjectives(rng, noun, 0.3)
+        noun = self._draw(f"{role}.noun", _candidates(topic, verb.subjects))
+        plural = noun.cls != "company" and self._random(f"{role}.plural") < 0.3
+        pre, post = self.adjectives(role, noun, 0.3)
         # no "my" with people: "ma femme", "mon homme" read as "my wife", "my husband"
-        kind = rng.choices(["def", "indef", "poss"], [6, 2, 0 if noun.cls == "person" else 1])[0]
+        kind = self._weighted(f"{role}.kind", ["def", "indef", "poss"], [6, 2, 0 if noun.cls == "person" else 1])
         if noun.invariant and kind != "indef":
             plural = False  # "the fish": only "a fish" / "fish" show the number
         if kind == "indef" and plural:
             kind = "generic"  # "cats eat fish": les chats, not des chats
         return noun_phrase(noun, plural, kind, pre, post), 3 if plural else 1, not plural, noun
 
-    def object(self, topic: str, verb: Verb, negated: bool) -> tuple[_Phrase, Noun, bool]:
-        rng = self.rng
-        noun = _draw(rng, _candidates(topic, verb.objects, verb.exclude))
-        plural = noun.cls != "company" and rng.random() < 0.35
-        pre, post = _pick_adjectives(rng, noun, 0.45)
+    def object(self, topic: str, verb: Verb, negated: bool, role: str = "object") -> tuple[_Phrase, Noun, bool]:
+        noun = self._draw(f"{role}.noun", _candidates(topic, verb.objects, verb.exclude))
+        plural = noun.cls != "company" and self._random(f"{role}.plural") < 0.35
+        pre, post = self.adjectives(role, noun, 0.45)
         # "aimer" takes the definite article for what one likes (j'aime les pommes), also negated;
         # a negated person is a definite one ("ne regarde pas l'homme", not "pas d'homme")
         indef = 0 if verb.key == "like" or (negated and noun.cls == "person") else 4
-        kind = rng.choices(["def", "indef", "poss"], [5, indef, 0 if noun.cls == "person" else 1])[0]
+        kind = self._weighted(f"{role}.kind", ["def", "indef", "poss"], [5, indef, 0 if noun.cls == "person" else 1])
         if noun.invariant and kind != "indef":
             plural = False  # "the fish": only "a fish" / "fish" show the number
         return noun_phrase(noun, plural, kind, pre, post, negated), noun, plural
 
-    def relative_clause(self, topic: str, head: Noun, head_plural: bool) -> _Phrase | None:
+    def relative_clause(self, topic: str, head: Noun, head_plural: bool, role: str) -> _Phrase | None:
         """'that cuts the bread' (head is the subject) or 'that the woman buys' (head is the object)."""
-        rng = self.rng
-        def fits(role: tuple[str, ...], exclude: tuple[str, ...] = ()) -> bool:
-            return (head.cls in role or head.key in role) and head.key not in exclude
+        def fits(slot: tuple[str, ...], exclude: tuple[str, ...] = ()) -> bool:
+            return (head.cls in slot or head.key in slot) and head.key not in exclude
 
         as_subject = [v for v in VERBS if fits(v.subjects) and _candidates(topic, v.objects, v.exclude)]
         as_object = [v for v in VERBS if fits(v.objects, v.exclude) and _candidates(topic, v.subjects)]
-        if as_subject and (not as_object or rng.random() < 0.5):
-            verb = rng.choice(as_subject)
+        if as_subject and (not as_object or self._random(f"{role}.head_is_subject") < 0.5):
+            verb = self._choice(f"{role}.verb", as_subject)
             p = _Phrase().word("who" if head.cls == "person" else "that", "PRON", ["qui"])
             en, tags, fr = verb_forms(verb, 3 if head_plural else 1, False, not head_plural)
             for w, t in zip(en, tags):
                 p.word(w, t, key=_verb_key(verb, w))
             p.fr += fr
-            obj, _, _ = self.object(topic, verb, False)
+            obj, _, _ = self.object(topic, verb, False, f"{role}.object")
             return p.add(obj)
         if not as_object:
             return None
-        verb = rng.choice(as_object)
+        verb = self._choice(f"{role}.verb", as_object)
         p = _Phrase().word("that", "PRON")
-        subj, person, third, _ = self.subject(topic, verb)
+        subj, person, third, _ = self.subject(topic, verb, f"{role}.subject")
         p.add(subj)
         en, tags, fr = verb_forms(verb, person, False, third)
         if verb.past:  # the object (the head) comes before "avoir": the participle agrees
@@ -317,15 +347,14 @@ class Grammar:
         return p
 
     def sentence(self, topic: str) -> Sentence:
-        rng = self.rng
         verbs = [v for v in VERBS if _candidates(topic, v.subjects) and _candidates(topic, v.objects, v.exclude)]
-        verb = rng.choice(verbs)
+        verb = self._choice("verb", verbs)
         s, person, third, subj_noun = self.subject(topic, verb)
-        if subj_noun is not None and subj_noun.cls != "company" and rng.random() < 0.15:
-            rel = self.relative_clause(topic, subj_noun, person == 3)  # the man who eats apples ...
+        if subj_noun is not None and subj_noun.cls != "company" and self._random("subject.relative") < 0.15:
+            rel = self.relative_clause(topic, subj_noun, person == 3, "subject.relative")  # the man who eats apples ...
             if rel is not None:
                 s.add(rel)
-        negated = rng.random() < 0.2
+        negated = self._random("negated") < 0.2
         en, tags, fr = verb_forms(verb, person, negated, third)
         if s.fr == ["je"]:
             s.fr[-1] = elide("je", fr[0])  # j'aime, j'ai; but je n'aime pas
@@ -336,19 +365,89 @@ class Grammar:
         obj, obj_noun, obj_plural = self.object(topic, verb, negated)
         s.add(v).add(obj)
         # no relative clause after "pas de": a clause makes the object specific (pas le casque que ...)
-        if obj_noun.cls != "company" and obj.fr[0] not in ("de", "d'") and rng.random() < 0.25:
-            rel = self.relative_clause(topic, obj_noun, obj_plural)
+        if obj_noun.cls != "company" and obj.fr[0] not in ("de", "d'") and self._random("object.relative") < 0.25:
+            rel = self.relative_clause(topic, obj_noun, obj_plural, "object.relative")
             if rel is not None:
                 s.add(rel)
-        if rng.random() < 0.35:
-            place = place_phrase(rng, topic)
-            if rng.random() < 0.4:  # fronted: "near the bank , the fisherman ..." (the cue comes after)
+        if self._random("place") < 0.35:
+            place = self.place_phrase(topic)
+            if self._random("place.fronted") < 0.4:  # fronted: "near the bank , the fisherman ..." (the cue comes after)
                 s = place.word(",", "PUNCT", [","]).add(s)
             else:
                 s.add(place)
         s.word(".", "PUNCT", ["."])
         return Sentence(tuple(s.en), tuple(s.fr), tuple(s.tags), topic, tuple(s.senses), tuple(s.adj_nouns),
                         tuple(s.nouns))
+
+
+class Impossible(Exception):
+    """A decision forced on a :class:`SteeredGrammar` that the grammar does not offer there."""
+
+
+class SteeredGrammar(Grammar):
+    """A :class:`Grammar` with some decisions fixed in advance; it records all of them.
+
+    ``forced`` maps choice-point names (see :class:`Grammar`) to the value to take there:
+    one of the options offered (compared by equality), or a float in [0, 1) for a
+    ``_random`` choice point. A forced value must be one the plain grammar could draw at
+    that point: an option offered with a positive weight, or any float in [0, 1) (each
+    comparison with a probability in (0, 1) can go both ways). Otherwise the draw stops
+    with :class:`Impossible`. So every sentence a SteeredGrammar makes is one that
+    ``Grammar(rng).sentence(topic)`` makes with a positive probability: steering changes
+    how likely a sentence is, never whether the grammar can produce it.
+
+    The other decisions are drawn from ``rng`` as usual. After ``sentence(topic)``,
+    ``trace`` maps the name of every choice point reached to the value taken there, and
+    ``unused`` lists the forced names that were never reached.
+    """
+
+    def __init__(self, rng: random.Random, forced: dict[str, object] | None = None) -> None:
+        super().__init__(rng)
+        self.forced = dict(forced or {})
+        self.trace: dict[str, object] = {}
+
+    def sentence(self, topic: str) -> Sentence:
+        self.trace = {}
+        return super().sentence(topic)
+
+    @property
+    def unused(self) -> list[str]:
+        return sorted(set(self.forced) - set(self.trace))
+
+    def _record(self, name: str, value):
+        if name in self.trace:
+            raise RuntimeError(f"choice point {name!r} reached twice in one sentence")
+        self.trace[name] = value
+        return value
+
+    def _random(self, name: str) -> float:
+        if name not in self.forced:
+            return self._record(name, super()._random(name))
+        value = self.forced[name]
+        if not isinstance(value, float) or not 0.0 <= value < 1.0:
+            raise Impossible(f"{name}: {value!r} is not a float in [0, 1)")
+        return self._record(name, value)
+
+    def _choice(self, name: str, options: Sequence):
+        if name not in self.forced:
+            return self._record(name, super()._choice(name, options))
+        value = self.forced[name]
+        if value not in options:
+            raise Impossible(f"{name}: {_label(value)} is not among the {len(options)} options here")
+        return self._record(name, value)
+
+    def _weighted(self, name: str, options: Sequence, weights: Sequence[float]):
+        if name not in self.forced:
+            return self._record(name, super()._weighted(name, options, weights))
+        value = self.forced[name]
+        if not any(o == value and w > 0 for o, w in zip(options, weights)):
+            raise Impossible(f"{name}: {_label(value)} is not among the options of positive weight here")
+        return self._record(name, value)
+
+
+def _label(value: object) -> str:
+    key = getattr(value, "key", None) or getattr(value, "en", None)
+    return repr(key if key is not None else value)
 
 
 def _topic_cues() -> dict[str, set[str]]:

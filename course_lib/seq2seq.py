@@ -1,10 +1,11 @@
 """Chapter 3: sequence-to-sequence translation with an RNN encoder and Bahdanau attention.
 
-Shape legend: B batch, Ts source steps, Tt target steps, E embedding size, H hidden size,
-L layers, V vocabulary size. As in d2l, RNN tensors are time-major: (T, B, H).
+Shape legend: B batch, Ts source steps, Tt target steps, E embedding size, D hidden size
+(``num_hiddens``; D is a model's size throughout the book), L layers, V vocabulary size.
+As in d2l, RNN tensors are time-major: (T, B, D).
 
-* ``Seq2SeqEncoder``: embeds the source and runs a GRU; returns all outputs (Ts, B, H)
-  and the final state (L, B, H). Same constructor and parameter names as d2l 1.0.3.
+* ``Seq2SeqEncoder``: embeds the source and runs a GRU; returns all outputs (Ts, B, D)
+  and the final state (L, B, D). Same constructor and parameter names as d2l 1.0.3.
 * ``Seq2SeqDecoder``: the plain decoder: the encoder's last state is the only context,
   the same at every step (the bottleneck).
 * ``Seq2SeqAttentionDecoder``: Bahdanau attention: at every step the decoder's previous
@@ -48,11 +49,11 @@ class _GRU(nn.Module):
 
 
 class Seq2SeqEncoder(nn.Module):
-    """RNN encoder: (B, Ts) token indices -> outputs (Ts, B, H), state (L, B, H).
+    """RNN encoder: (B, Ts) token indices -> outputs (Ts, B, D), state (L, B, D).
 
     With ``bidirectional=True`` (as in Bahdanau et al., 2014) a second GRU reads the
-    sentence right to left; each direction has H/2 units, and the outputs and final
-    states of the two are concatenated, so the shapes stay (Ts, B, H) and (L, B, H): the
+    sentence right to left; each direction has D/2 units, and the outputs and final
+    states of the two are concatenated, so the shapes stay (Ts, B, D) and (L, B, D): the
     output at position t then knows the words on both sides of t. The default, one
     left-to-right GRU, is d2l's encoder (same parameter names).
     """
@@ -69,7 +70,7 @@ class Seq2SeqEncoder(nn.Module):
         self.apply(init_seq2seq)
 
     def _merge_directions(self, state: Tensor) -> Tensor:
-        """(2L, B, H/2), directions interleaved per layer -> (L, B, H): [forward; backward] per layer."""
+        """(2L, B, D/2), directions interleaved per layer -> (L, B, D): [forward; backward] per layer."""
         if not self.bidirectional:
             return state
         two_l, batch, half = state.shape
@@ -83,11 +84,11 @@ class Seq2SeqEncoder(nn.Module):
             raise ValueError(f"the encoder expects token indices of shape (B, Ts), got {tuple(X.shape)}")
         embs = self.embedding(X.t().long())  # (Ts, B, E)
         if valid_lens is None:
-            outputs, state = self.rnn(embs)  # outputs (Ts, B, H), state (L, B, H)
+            outputs, state = self.rnn(embs)  # outputs (Ts, B, D), state (L, B, D)
             return outputs, self._merge_directions(state)
         packed = nn.utils.rnn.pack_padded_sequence(embs, valid_lens.cpu(), enforce_sorted=False)
         outputs, state = self.rnn(packed)
-        outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, total_length=X.shape[1])  # (Ts, B, H)
+        outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, total_length=X.shape[1])  # (Ts, B, D)
         return outputs, self._merge_directions(state)
 
 
@@ -103,15 +104,33 @@ class Seq2SeqDecoder(nn.Module):
 
     def init_state(self, enc_all_outputs: tuple[Tensor, Tensor], *args) -> list[Tensor]:
         _, hidden = enc_all_outputs
-        # The context: the encoder's final state at the last real token (top layer), (B, H).
+        # The context: the encoder's final state at the last real token (top layer), (B, D).
         return [hidden[-1], hidden]
 
     def forward(self, X: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         context, hidden = state
         embs = self.embedding(X.t().long())  # (Tt, B, E)
-        fixed = context.unsqueeze(0).expand(embs.shape[0], -1, -1)  # (Tt, B, H): the same vector every step
-        outputs, hidden = self.rnn(torch.cat([embs, fixed], dim=-1), hidden)  # (Tt, B, H)
+        fixed = context.unsqueeze(0).expand(embs.shape[0], -1, -1)  # (Tt, B, D): the same vector every step
+        outputs, hidden = self.rnn(torch.cat([embs, fixed], dim=-1), hidden)  # (Tt, B, D)
         return self.dense(outputs).transpose(0, 1), [context, hidden]  # (B, Tt, V)
+
+
+def gru_step(rnn: nn.GRU, x: Tensor, hidden: Tensor) -> Tensor:
+    """One time step of ``rnn`` (an ``nn.GRU``), with its own weights: x (B, I), hidden (L, B, D) -> (L, B, D).
+
+    The same function as ``rnn(x.unsqueeze(0), hidden)[1]``: layer l's cell takes the
+    output of layer l - 1 (with the GRU's dropout between layers in training mode). A
+    decoder that must run one step at a time (its next input depends on this step) calls
+    the cell directly: ``torch.gru_cell`` does less work per call than ``nn.GRU``'s
+    machinery for a sequence of length one.
+    """
+    states = []
+    for layer in range(rnn.num_layers):
+        h = torch.gru_cell(x, hidden[layer], getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"weight_hh_l{layer}"),
+                           getattr(rnn, f"bias_ih_l{layer}", None), getattr(rnn, f"bias_hh_l{layer}", None))  # (B, D)
+        states.append(h)
+        x = nn.functional.dropout(h, rnn.dropout, rnn.training) if layer < rnn.num_layers - 1 else h
+    return torch.stack(states)  # (L, B, D)
 
 
 class Seq2SeqAttentionDecoder(nn.Module):
@@ -129,20 +148,21 @@ class Seq2SeqAttentionDecoder(nn.Module):
 
     def init_state(self, enc_all_outputs: tuple[Tensor, Tensor], enc_valid_lens: Tensor | None = None, *args) -> list:
         outputs, hidden = enc_all_outputs
-        return [outputs.permute(1, 0, 2), hidden, enc_valid_lens]  # keys/values batch-first: (B, Ts, H)
+        return [outputs.permute(1, 0, 2), hidden, enc_valid_lens]  # keys/values batch-first: (B, Ts, D)
 
     def forward(self, X: Tensor, state: list) -> tuple[Tensor, list]:
         enc_outputs, hidden, enc_valid_lens = state
         embs = self.embedding(X.t().long())  # (Tt, B, E)
+        # The keys' half of every score, W_k h_t, is the same at every step: project once.
+        keys = self.attention.W_k(enc_outputs)  # (B, Ts, D)
         outputs, self._attention_weights = [], []
         for x in embs:  # one target step at a time: the query depends on the previous step
-            query = hidden[-1].unsqueeze(1)  # (B, 1, H): the previous hidden state
-            context = self.attention(query, enc_outputs, enc_outputs, enc_valid_lens)  # (B, 1, H)
-            step_in = torch.cat([context, x.unsqueeze(1)], dim=-1).permute(1, 0, 2)  # (1, B, H + E)
-            out, hidden = self.rnn(step_in, hidden)  # (1, B, H)
-            outputs.append(out)
+            query = hidden[-1].unsqueeze(1)  # (B, 1, D): the previous hidden state
+            context = self.attention(query, enc_outputs, enc_outputs, enc_valid_lens, projected_keys=keys)  # (B, 1, D)
+            hidden = gru_step(self.rnn, torch.cat([context.squeeze(1), x], dim=-1), hidden)  # input (B, D + E)
+            outputs.append(hidden[-1])  # (B, D): the top layer's new state
             self._attention_weights.append(self.attention.attention_weights)  # (B, 1, Ts)
-        logits = self.dense(torch.cat(outputs, dim=0))  # (Tt, B, V)
+        logits = self.dense(torch.stack(outputs))  # (Tt, B, V)
         return logits.transpose(0, 1), [enc_outputs, hidden, enc_valid_lens]
 
     def step_alignment(self) -> Tensor:
@@ -176,6 +196,6 @@ from course_lib.training import masked_ce_loss, shift_right, train_seq2seq  # no
 
 __all__ = [
     "EncoderDecoder", "Seq2SeqAttentionDecoder", "Seq2SeqDecoder", "Seq2SeqEncoder", "beam_search",
-    "evaluate_bleu", "greedy_decode", "init_seq2seq", "length_buckets", "masked_ce_loss", "shift_right",
+    "evaluate_bleu", "greedy_decode", "gru_step", "init_seq2seq", "length_buckets", "masked_ce_loss", "shift_right",
     "train_seq2seq", "translate",
 ]

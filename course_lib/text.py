@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 PAD, BOS, EOS, UNK, CLS, SEP, MASK = "<pad>", "<bos>", "<eos>", "<unk>", "<cls>", "<sep>", "<mask>"
 RESERVED = (PAD, BOS, EOS, UNK, CLS, SEP, MASK)
@@ -157,10 +157,63 @@ class ClassificationDataset(Dataset):
         return tokens, lengths, torch.tensor([b[1] for b in batch], dtype=torch.long)
 
 
-def loader(dataset, batch_size: int, shuffle: bool = False, seed: int = 0) -> DataLoader:
-    """A DataLoader using the dataset's own collate function; shuffling is seeded."""
+def item_length(item) -> int:
+    """The length that decides a batch's padded width: the longest sequence of an item
+    (for a translation pair, its source or its target; for a tagged sentence, its tokens)."""
+    return max(len(part) for part in item if isinstance(part, (list, tuple))) if isinstance(item, tuple) else len(item)
+
+
+class LengthGroupedBatches(Sampler):
+    """Batches of items of similar length, in a random order: less padding, same data.
+
+    A batch is padded to its longest item, and a recurrent decoder runs one step per
+    position of the padded target, so a batch that mixes a 5-token and a 25-token
+    sentence does 25 steps for both. Every epoch this sampler shuffles all indices (with
+    ``generator``), cuts them into pools of ``pool_batches`` batches, sorts each pool by
+    length, cuts it into batches and shuffles the order of all the batches. Each index
+    appears exactly once per epoch, as with ``shuffle=True``; what changes is which items
+    share a batch. Re-seeding ``generator`` repeats the same sequence of batches.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, generator: torch.Generator,
+                 pool_batches: int = 50) -> None:
+        for name, value in (("batch_size", batch_size), ("pool_batches", pool_batches)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        self.lengths, self.batch_size, self.generator, self.pool = list(lengths), batch_size, generator, pool_batches
+
+    def __iter__(self):
+        order = torch.randperm(len(self.lengths), generator=self.generator).tolist()
+        size = self.batch_size * self.pool
+        batches = []
+        for start in range(0, len(order), size):
+            pool = sorted(order[start : start + size], key=self.lengths.__getitem__)  # stable: ties stay shuffled
+            batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
+        for i in torch.randperm(len(batches), generator=self.generator).tolist():
+            yield batches[i]
+
+    def __len__(self) -> int:
+        size = self.batch_size * self.pool
+        full, rest = divmod(len(self.lengths), size)
+        return full * self.pool + -(-rest // self.batch_size)
+
+
+def loader(dataset, batch_size: int, shuffle: bool = False, seed: int = 0, by_length: bool = False) -> DataLoader:
+    """A DataLoader using the dataset's own collate function; shuffling is seeded.
+
+    ``by_length=True`` (training loaders only, with ``shuffle``) groups items of similar
+    length into the same batches (:class:`LengthGroupedBatches`), which saves the work
+    spent on padding. The loader's ``generator`` drives the shuffling either way, so
+    re-seeding it (as ``course_lib.training.fit`` does) repeats the same batches.
+    """
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=dataset.collate, generator=generator)
+    if not by_length:
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=dataset.collate, generator=generator)
+    if not shuffle:
+        raise ValueError("by_length=True groups a shuffled (training) loader's batches by length; "
+                         "it needs shuffle=True (an evaluation loader keeps its order)")
+    sampler = LengthGroupedBatches([item_length(dataset[i]) for i in range(len(dataset))], batch_size, generator)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=dataset.collate, generator=generator)
 
 
 def bleu(hypotheses: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
@@ -363,3 +364,247 @@ def test_french_forms_cover_every_inflection_of_a_lexicon_word():
     assert french_forms("apple") == {"apple"}  # the company: no article, no plural
     assert all(n.fr_pl in french_forms(n.fr) for n in NOUNS)
     assert set(SENSE_TOPIC.values()) <= set(TOPICS)
+
+
+# --- choice points, steering, and the cue probes -----------------------------------------
+
+
+
+from course_lib.corpus import (  # noqa: E402
+    CUE_COLUMNS,
+    CUE_WORDS,
+    NO_CUE_PROBES,
+    TOPIC_CUES,
+    Grammar,
+    Impossible,
+    SteeredGrammar,
+    cue_probes,
+)
+
+TOPIC_LIST = list(lex.TOPICS)
+
+
+def test_named_choice_points_change_nothing_in_what_is_drawn():
+    """A SteeredGrammar that forces nothing draws exactly what the Grammar draws, and its
+    trace holds every decision: replayed with another Random, it gives the same sentence."""
+    for seed in range(3):
+        plain, steered = Grammar(random.Random(seed)), SteeredGrammar(random.Random(seed))
+        for k in range(150):
+            topic = TOPIC_LIST[k % len(TOPIC_LIST)]
+            s = plain.sentence(topic)
+            assert steered.sentence(topic) == s
+            replay = SteeredGrammar(random.Random(seed + 1000), steered.trace)
+            assert replay.sentence(topic) == s and not replay.unused
+
+
+def test_steering_refuses_what_the_grammar_does_not_offer():
+    bat_sports = NOUN["bat/sports"]
+    hit = next(v for v in lex.VERBS if v.key == "hit")
+    for topic, forced in [("animals", {"object.noun": bat_sports}),      # no sports gear among animals
+                          ("food", {"verb": hit}),                         # nothing to hit in the kitchen
+                          ("nature", {"place.noun": NOUN["bank/money"], "place": 0.0}),
+                          ("sports", {"negated": 1.0}),                    # not a float in [0, 1)
+                          ("finance", {"place": 0.0, "place.noun": NOUN["bank/money"], "place.preposition": "on"})]:
+        with pytest.raises(Impossible):
+            for seed in range(50):  # every draw that reaches the forced point must refuse it
+                SteeredGrammar(random.Random(seed), forced).sentence(topic)
+
+
+@pytest.fixture(scope="module")
+def cue(corpus):
+    return corpus.cue_probes()  # the default: 60 per cell
+
+
+def _other(word, sense):
+    return next(s for s in lex.AMBIGUOUS[word] if s != sense)
+
+
+# An oracle written from the lexicon alone: in which topics can a token occur at all?
+def _noun_readings(token):
+    return [n for n in (*lex.NOUNS, *lex.PLACES, lex.COMPANY) if token in (n.en, n.en_pl)]
+
+
+def _verb_readings(token):
+    return [v for v in lex.VERBS if token in (v.en, v.en_3sg) or (v.past and token == "saw")]
+
+
+def _fits(noun, classes):
+    return noun.cls in classes or noun.key in classes
+
+
+def _verb_topics(v):
+    nouns = [*lex.NOUNS, lex.COMPANY]
+    return {t for t in lex.TOPICS
+            if any(_fits(n, v.subjects) and t in n.topics for n in nouns)
+            and any(_fits(n, v.objects) and n.key not in v.exclude and t in n.topics for n in nouns)}
+
+
+def _adjective_topics(a):
+    return {t for n in lex.NOUNS if _fits(n, a.classes) and n.en != a.en for t in n.topics}
+
+
+def topics_of(token):
+    """Every topic in which the grammar can put this English token (all topics for function words)."""
+    readings = [set(n.topics) for n in _noun_readings(token)] + [_verb_topics(v) for v in _verb_readings(token)]
+    readings += [_adjective_topics(a) for a in lex.ADJECTIVES if a.en == token]
+    return set().union(*readings) if readings else set(lex.TOPICS)
+
+
+def sense_noun(word, sense):
+    return lex.COMPANY if (word, sense) == ("apple", "company") else NOUN[f"{word}/{sense}"]
+
+
+def test_every_cell_is_full_new_and_decidable(cue, corpus):
+    train = {s.en for s in corpus.train}
+    assert set(cue) == set(CUE_WORDS)
+    for word, senses in cue.items():
+        assert set(senses) == set(lex.AMBIGUOUS[word])
+        for sense, columns in senses.items():
+            assert tuple(columns) == CUE_COLUMNS
+            for column, probes in columns.items():
+                expected = 0 if (word, sense, column) in NO_CUE_PROBES else 60
+                assert len(probes) == expected, (word, sense, column)
+                assert len({p.sentence.en for p in probes}) == len(probes)
+                for p in probes:
+                    s = p.sentence
+                    assert s.en not in train and decidable(s) and p.french == lex.AMBIGUOUS[word][sense]
+                    assert [(i, sn) for i, w, sn in s.senses if w == word] == [(p.position, sense)]
+                    assert (p.cue < p.position) == (column == "before") and p.cue != p.position
+                    assert (p.witness is not None) == (column == "only after")
+
+
+def test_only_after_prefixes_allow_both_senses(cue):
+    """For every "only after" probe, both senses can be generated after the same words: the
+    witness is a sentence of the grammar with that prefix and the other sense. Independently,
+    the lexicon's rules let the prefix take the other sense: each word of it occurs in a topic
+    of the other sense, and the verb, the adjectives and the preposition before the word fit it."""
+    for word in CUE_WORDS:
+        for sense, columns in cue[word].items():
+            other = _other(word, sense)
+            for p in columns["only after"]:
+                s, w, i = p.sentence, p.witness, p.position
+                assert w.en[:i] == s.en[:i] and (i, word, other) in w.senses and decidable(w), " ".join(s.en)
+                prefix = s.en[:i]
+                if word == "light":
+                    other_topics = set(NOUN["light/lamp"].topics) if other == "lamp" \
+                        else _adjective_topics(next(a for a in lex.ADJECTIVES if a.en == "light"))
+                else:
+                    other_topics = set(sense_noun(word, other).topics)
+                allowed = set(lex.TOPICS).intersection(*(topics_of(t) for t in prefix))
+                assert allowed & other_topics, (" ".join(s.en), allowed, other_topics)
+                if word == "bank":  # "PREP the bank ,": the preposition takes both places
+                    assert s.en[i - 1] == "the" and s.en[i - 2] in lex.PLACE_PREPOSITIONS["bank/" + other] and s.en[i + 1] == ","
+                    continue
+                verb_at = max(k for k in range(i) if s.tags[k] == "VERB")
+                adjectives = [t for k, t in enumerate(prefix) if k > verb_at and s.tags[k] == "ADJ"]
+                if word == "bat" or other == "lamp":
+                    target = sense_noun(word, other)
+                    assert any(_fits(target, v.objects) and target.key not in v.exclude
+                               for v in _verb_readings(s.en[verb_at])), " ".join(s.en)
+                    assert all(_fits(target, a.classes) for a in lex.ADJECTIVES if a.en in adjectives), " ".join(s.en)
+                else:  # the lamp -> "light" an adjective before some noun that the verb and adjectives fit
+                    assert any(_fits(n, v.objects) and _fits(n, ("tool", "wood", "gear", "device"))
+                               and all(_fits(n, a.classes) for a in lex.ADJECTIVES if a.en in adjectives)
+                               and allowed & set(n.topics)
+                               for v in _verb_readings(s.en[verb_at]) for n in lex.NOUNS), " ".join(s.en)
+                if word != "light":  # no word of the sense's topic before it; the cue after it is one
+                    assert all(allowed_one & set(sense_noun(word, other).topics) for allowed_one in
+                               (topics_of(t) for t in prefix))
+                    assert s.en[p.cue] in TOPIC_CUES[lex.SENSE_TOPIC[sense]]
+
+
+def test_before_probes_are_decided_before_the_word(cue):
+    """The cue before the word occurs in no topic of the other sense (bank, bat), or is a verb
+    that takes no lamp (light): by the lexicon's rules the other sense cannot follow."""
+    for word in CUE_WORDS:
+        for sense, columns in cue[word].items():
+            other = _other(word, sense)
+            for p in columns["before"]:
+                s, cue_word = p.sentence, p.sentence.en[p.cue]
+                if word == "light":
+                    assert s.tags[p.cue] == "VERB" and not any(
+                        _fits(NOUN["light/lamp"], v.objects) for v in _verb_readings(cue_word)), " ".join(s.en)
+                else:
+                    assert not topics_of(cue_word) & set(sense_noun(word, other).topics), (cue_word, " ".join(s.en))
+                    assert cue_word in TOPIC_CUES[lex.SENSE_TOPIC[sense]]
+
+
+def _noun_phrase_start(tags, end):
+    """Start of the noun phrase that ends at ``end`` (determiner and adjectives before a noun)."""
+    j = end
+    while j > 0 and tags[j - 1] in ("ADJ", "DET"):
+        j -= 1
+    return j
+
+
+def _verb_comes_next(s, i):
+    """Does the word order of s.en[:i] require a verb at position i (else a noun phrase goes on)?
+
+    A verb follows a complete subject: the sentence's (at its start or after a fronted place
+    phrase ", ", with its relative clause if it has one: "the child who watches the cat" +
+    the main verb), or that of a relative clause in which the head is the object ("that
+    the child" + verb); it follows "not", and "who"/"that" directly. After a verb, its
+    object comes, unless that verb closes such a relative clause ("the boy that the child
+    saw" + the main verb). (After a clause on the object only a place phrase or "." can
+    come, so the rule need not tell a clause on the subject from one on the object.)"""
+    tags, en = s.tags, s.en
+    prev = i - 1
+    if en[prev] in ("who", "that", "not"):
+        return True
+    if tags[prev] in ("NOUN", "PROPN", "PRON"):
+        j = _noun_phrase_start(tags, prev)
+        if j == 0 or en[j - 1] in (",", "that"):  # the subject of the sentence or of "that NP VERB"
+            return True
+        # the object closing "who/that VERB NP" (a clause on the subject: the main verb is next)
+        return tags[j - 1] == "VERB" and en[j - 2] in ("who", "that")
+    if tags[prev] == "VERB":  # closes a clause "that NP VERB" (then the main verb), or wants its object
+        j = _noun_phrase_start(tags, prev - 1) if tags[prev - 1] in ("NOUN", "PROPN", "PRON") else prev
+        return j < prev and j > 0 and en[j - 1] == "that"
+    return False  # after a determiner or an adjective: the noun phrase goes on
+
+
+def test_words_left_out_are_decided_by_the_words_before_them(sentences, corpus):
+    """apple: a determiner or an adjective before it makes it the fruit, none the company.
+    saw, watch: the word order before them says whether a verb comes next, except after
+    'light' (adjective or noun), and that exception is rare in training."""
+    adjectives = {a.en for a in lex.ADJECTIVES}
+    counts = {"apple": 0, "saw": 0, "watch": 0}
+    after_light = 0
+    for s in sentences + corpus.train:
+        for i, word, sense in s.senses:
+            if word == "apple":
+                noun_context = i > 0 and (s.en[i - 1] in {"the", "a", "an", "my"} or s.en[i - 1] in adjectives)
+                assert sense == ("fruit" if noun_context or s.en[i] == "apples" else "company"), " ".join(s.en)
+            elif word in ("saw", "watch") and s.en[i - 1] == "light":
+                after_light += s in corpus.train and sense in ("see", "look")
+            elif word in ("saw", "watch"):
+                assert (sense in ("see", "look")) == _verb_comes_next(s, i), " ".join(s.en)
+            counts[word] = counts.get(word, 0) + 1
+    assert min(counts["apple"], counts["saw"], counts["watch"]) > 100
+    assert after_light <= len(corpus.train) / 1000  # the exception: very rare
+    assert set(NO_CUE_PROBES) - {k for k in NO_CUE_PROBES if isinstance(k, tuple)} == \
+        set(lex.AMBIGUOUS) - set(CUE_WORDS)
+
+
+def test_no_prefix_rules_out_light_the_adjective_before_a_lamp():
+    """Every verb that takes a lamp, and every adjective that fits one, also take a device of
+    the same topic that 'light' describes: so before 'light' the lamp is never decided."""
+    lamp = NOUN["light/lamp"]
+    light = next(a for a in lex.ADJECTIVES if a.en == "light")
+    devices = [n for n in lex.NOUNS if n.key != lamp.key and _fits(n, light.classes) and set(n.topics) & set(lamp.topics)]
+    for v in lex.VERBS:
+        if _fits(lamp, v.objects) and lamp.key not in v.exclude:
+            for a in [None] + [a for a in lex.ADJECTIVES if a.before and _fits(lamp, a.classes)]:
+                assert any(_fits(n, v.objects) and n.key not in v.exclude and (a is None or _fits(n, a.classes))
+                           for n in devices), (v.key, a)
+
+
+def test_cue_probes_are_reproducible_and_a_larger_set_extends_a_smaller_one(corpus):
+    small, large = cue_probes(corpus.train, per_cell=3, seed=1), cue_probes(corpus.train, per_cell=6, seed=1)
+    assert small == cue_probes(corpus.train, per_cell=3, seed=1)
+    for word in CUE_WORDS:
+        for sense in lex.AMBIGUOUS[word]:
+            for column in CUE_COLUMNS:
+                assert large[word][sense][column][:3] == small[word][sense][column]
+    with pytest.raises(ValueError, match="per_cell"):
+        cue_probes(corpus.train, per_cell=0)

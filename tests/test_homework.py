@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import importlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -224,6 +225,13 @@ def test_trivial_answers_fail_the_public_check(generated, hw):
         assert not all(public_check(out, hw, question, answers)), f"{question}: a trivial answer passes the public check"
 
 
+def grading_jobs() -> int:
+    """Submissions graded at once: this worker's share of the CPUs (at least 2: a grading
+    process spends part of its time starting a kernel, not computing)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(2, tasks.available_cpus() // workers)
+
+
 class _GradedOnDemand(dict):
     """hw -> grading results, each homework graded on first use (so ``-k hw05`` grades only hw05)."""
 
@@ -251,7 +259,7 @@ def graded(generated, tmp_path_factory):
             answers = {f: src for _, changed, _ in round_.values() for f, src in changed.items()}
             student_with_answers(out, hw, answers, subs / f"slips_{r}.ipynb")
         grades = tmp_path_factory.mktemp(f"{hw}-grades")
-        report = tasks.grade_submissions(hw, [subs], grades, jobs=4)
+        report = tasks.grade_submissions(hw, [subs], grades, jobs=grading_jobs())
         return {r["submission"]: r for r in csv.DictReader(report.open())}, grades
 
     return _GradedOnDemand(grade)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+import course_lib
 import torch.nn.functional as F
 
 from course_lib.corpus import load_corpus
@@ -88,6 +90,51 @@ def test_attention_decoder_step_by_step_equals_whole_sequence():
     assert weights_whole.shape == (2, 5, 6)
     assert weights_whole[1, :, 4:].eq(0).all()  # padded source positions get no attention
     torch.testing.assert_close(weights_whole.sum(-1), torch.ones(2, 5))
+
+
+def reference_attention_decoder(dec: Seq2SeqAttentionDecoder, X, state):
+    """Equation (3.3) and the GRU step written the plain way: additive attention over the raw
+    encoder outputs (W_k applied at every step) and nn.GRU called on a sequence of length one."""
+    enc_outputs, hidden, valid = state
+    a, outputs = dec.attention, []
+    for x in dec.embedding(X.t()):
+        q, k = a.W_q(hidden[-1].unsqueeze(1)), a.W_k(enc_outputs)  # (B, 1, D), (B, Ts, D)
+        scores = a.w_v(torch.tanh(q.unsqueeze(2) + k.unsqueeze(1))).squeeze(-1)  # (B, 1, Ts)
+        positions = torch.arange(enc_outputs.shape[1])
+        scores = scores.masked_fill(positions[None, None, :] >= valid[:, None, None], float("-inf"))
+        context = torch.softmax(scores, dim=-1) @ enc_outputs  # (B, 1, D)
+        out, hidden = dec.rnn(torch.cat([context, x.unsqueeze(1)], dim=-1).transpose(0, 1), hidden)
+        outputs.append(out)
+    return dec.dense(torch.cat(outputs)).transpose(0, 1), hidden
+
+
+@pytest.mark.parametrize(("layers", "seed"), [(1, 0), (2, 1), (3, 2)])
+def test_attention_decoder_equals_the_plain_equations(layers, seed):
+    """The decoder's shortcuts (keys projected once per call, one GRU cell per step) compute
+    the plain equations: same logits, same final state, same gradients, for 1 to 3 layers."""
+    torch.manual_seed(seed)
+    B, Ts, Tt, V = 3, 7, 6, 19
+    dec = Seq2SeqAttentionDecoder(V, 5, 8, layers).eval()
+    enc = torch.randn(B, Ts, 8, requires_grad=True)
+    hidden = torch.randn(layers, B, 8, requires_grad=True)
+    valid, X = torch.tensor([7, 3, 5]), torch.randint(0, V, (B, Tt))
+    logits, (_, h_fast, _) = dec(X, [enc, hidden, valid])
+    ref, h_ref = reference_attention_decoder(dec, X, [enc, hidden, valid])
+    torch.testing.assert_close(logits, ref)
+    torch.testing.assert_close(h_fast, h_ref)
+    grads_fast = torch.autograd.grad(logits.square().sum(), [enc, hidden, *dec.parameters()])
+    grads_ref = torch.autograd.grad(ref.square().sum(), [enc, hidden, *dec.parameters()])
+    for g_fast, g_ref in zip(grads_fast, grads_ref):
+        torch.testing.assert_close(g_fast, g_ref)
+
+
+def test_projected_keys_must_be_the_keys_projection():
+    attention = course_lib.AdditiveAttention(8, 0.0, query_size=4, key_size=6)
+    q, k = torch.randn(2, 1, 4), torch.randn(2, 5, 6)
+    same = attention(q, k, k, projected_keys=attention.W_k(k))
+    torch.testing.assert_close(same, attention(q, k, k))
+    with pytest.raises(ValueError, match="projected_keys must be W_k"):
+        attention(q, k, k, projected_keys=torch.randn(2, 4, 8))
 
 
 def test_plain_decoder_uses_one_fixed_context():

@@ -84,3 +84,38 @@ def test_bleu_equals_sacrebleu_on_the_joined_tokens():
     assert bleu(refs, refs) == pytest.approx(100.0)
     with pytest.raises(ValueError, match="2 hypotheses but 1 references"):
         bleu(hyps, refs[:1])
+
+
+@pytest.mark.parametrize(("n", "batch_size", "pool", "seed"), [(1000, 16, 5, 0), (333, 7, 50, 1), (10, 4, 1, 2)])
+def test_length_grouped_batches_cover_every_item_once_with_less_padding(n, batch_size, pool, seed):
+    from course_lib.text import LengthGroupedBatches
+
+    lengths = torch.randint(1, 40, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+    gen = torch.Generator().manual_seed(seed)
+    sampler = LengthGroupedBatches(lengths, batch_size, gen, pool_batches=pool)
+    epoch1 = list(sampler)
+    assert len(epoch1) == len(sampler)
+    assert sorted(i for b in epoch1 for i in b) == list(range(n))  # every item exactly once
+    assert all(0 < len(b) <= batch_size for b in epoch1)
+    epoch2 = list(sampler)
+    assert epoch2 != epoch1  # a new order every epoch
+    gen.manual_seed(seed)
+    assert list(sampler) == epoch1  # re-seeding the generator repeats the batches
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in epoch1)
+    random_batches = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).split(batch_size)
+    padded_random = sum(len(b) * max(lengths[i] for i in b.tolist()) for b in random_batches)
+    if pool > 1:
+        assert padded < 0.8 * padded_random  # grouping by length pads much less
+
+
+def test_loader_by_length_is_seeded_and_needs_shuffling(corpus):
+    a = [tgt.shape for _, _, tgt, _ in corpus.loader("train", batch_size=32, by_length=True)]
+    b = [tgt.shape for _, _, tgt, _ in corpus.loader("train", batch_size=32, by_length=True)]
+    assert a == b and sum(s[0] for s in a) == len(corpus.train)
+    plain = [tgt.shape for _, _, tgt, _ in corpus.loader("train", batch_size=32)]
+    assert sum(s[0] * s[1] for s in a) < 0.75 * sum(s[0] * s[1] for s in plain)
+    with pytest.raises(ValueError, match="needs shuffle=True"):
+        corpus.loader("test", batch_size=32, by_length=True)
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        from course_lib.text import LengthGroupedBatches
+        LengthGroupedBatches([1, 2], 0, torch.Generator())
