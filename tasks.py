@@ -1,11 +1,15 @@
 #!/usr/bin/env python3
 """Set up, build and test the course. Needs only Python 3.11 (standard library) to start.
 
-    python3 tasks.py book        # build the HTML book into _build/html and open it
+    python3 tasks.py book        # build the HTML book into _build/html and serve it (Ctrl-C stops)
     python3 tasks.py test        # run the whole test suite (what CI runs)
 
 Both create ./.venv and install everything on first use (and again whenever
-requirements.txt or pyproject.toml change). Other commands, for authors and instructors:
+requirements.txt or pyproject.toml change). On a machine without a GPU, set
+COURSE_TORCH_INDEX=https://download.pytorch.org/whl/cpu before the first run: PyTorch
+then comes from that index (its CPU build, about 200 MB) instead of the default one
+(on Linux, the CUDA build and several GB of NVIDIA libraries).
+Other commands, for authors and instructors:
 
     python3 tasks.py homework    # student notebooks + autograders into _build/homework/
     python3 tasks.py grade HW SUBMISSIONS...   # grade submissions, write a score report
@@ -13,6 +17,7 @@ requirements.txt or pyproject.toml change). Other commands, for authors and inst
     python3 tasks.py bench [--quick]    # benchmarks/attention.py, multihead.py, transformer.py, bert.py
     python3 tasks.py execute [NB ...]   # re-execute notebooks in place, top to bottom
     python3 tasks.py sync-repo-url      # copy the repository URL from _config.yml into notebooks
+    python3 tasks.py figures [NB ...]   # the size of each stored figure's smallest text on the page
     python3 tasks.py robustness [NB ...] [--seeds 0 1 2]
                                  # run copies of the chapters with other values of SEED
     python3 tasks.py colab-check [NB ...] [--fresh]
@@ -29,11 +34,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import functools
 import hashlib
+import http.server
 import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -55,6 +64,9 @@ HOMEWORK_PAGES = HOMEWORK_DIR / "_student"  # generated: the student notebooks t
 # it is installed without its dependencies; what it really imports is in requirements.txt.
 D2L = "d2l==1.0.3"
 INSTALL_INPUTS = ("requirements.txt", "pyproject.toml")
+# A package index to install PyTorch from, e.g. https://download.pytorch.org/whl/cpu
+# (PyTorch's CPU-only wheels). Unset: PyTorch comes from pip's default index like the rest.
+TORCH_INDEX_ENV = "COURSE_TORCH_INDEX"
 
 
 def log(msg: str) -> None:
@@ -90,12 +102,34 @@ def ensure_venv() -> Path:
         return py
     t0 = time.time()
     pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    install_torch(pip)
     run(pip + ["-r", ROOT / "requirements.txt"])
     run(pip + ["--no-deps", D2L])
     run(pip + ["--no-deps", "-e", ROOT])  # course_lib itself, editable
     STAMP.write_text(want + "\n")
     log(f"environment ready in {time.time() - t0:.0f} s")
     return py
+
+
+def pinned(name: str) -> str:
+    """The line ``name==version`` of requirements.txt."""
+    m = re.search(rf"^{re.escape(name)}==\S+", (ROOT / "requirements.txt").read_text(), re.M)
+    if not m:
+        sys.exit(f"requirements.txt does not pin {name}")
+    return m.group(0)
+
+
+def install_torch(pip: list[str | os.PathLike], requirement: str | None = None) -> None:
+    """Install PyTorch from $COURSE_TORCH_INDEX first, if it is set.
+
+    pip then finds the pinned version already installed (``2.13.0+cpu`` satisfies
+    ``torch==2.13.0``) and takes everything else from its default index. Unset, this does
+    nothing, and PyTorch comes from the default index with the rest.
+    """
+    index = os.environ.get(TORCH_INDEX_ENV, "").strip()
+    if index:
+        log(f"{TORCH_INDEX_ENV}={index}: installing PyTorch from there")
+        run(pip + ["--index-url", index, requirement or pinned("torch")])
 
 
 def ensure_chromium() -> None:
@@ -355,12 +389,144 @@ def build_book(py: Path, warnings_as_errors: bool = True) -> Path:
     return BUILD / "html" / "index.html"
 
 
+BOOK_HOST, BOOK_PORT = "127.0.0.1", 8000
+
+
+class BookRequestHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves the built book; logs failed requests only."""
+
+    extensions_map = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".js": "text/javascript", ".svg": "image/svg+xml", ".woff": "font/woff", ".woff2": "font/woff2",
+        ".ipynb": "application/x-ipynb+json",
+    }
+
+    def log_request(self, code="-", size="-"):
+        if str(getattr(code, "value", code)).startswith(("4", "5")):
+            super().log_request(code, size)
+
+
+def book_server(directory: Path, port: int = BOOK_PORT) -> http.server.ThreadingHTTPServer:
+    """An HTTP server for the built book on this machine only, at ``port`` or the next free one (0: any)."""
+    handler = functools.partial(BookRequestHandler, directory=str(directory))
+    for candidate in [port + k for k in range(20)] if port else [0]:
+        try:
+            return http.server.ThreadingHTTPServer((BOOK_HOST, candidate), handler)
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise
+    sys.exit(f"ports {port} to {port + 19} are all in use: choose another with --port")
+
+
+def serve_book(directory: Path, port: int = BOOK_PORT, open_browser: bool = False) -> None:
+    """Serve ``directory`` until Ctrl-C (searching the book needs a server: browsers block it on file://)."""
+    httpd = book_server(directory, port)
+    url = f"http://{BOOK_HOST}:{httpd.server_address[1]}/"
+    log(f"the book is at {url}  (Ctrl-C stops the server)")
+    if open_browser:
+        webbrowser.open(url)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        print(flush=True)
+        log("server stopped")
+    finally:
+        httpd.server_close()
+
+
 def cmd_book(args: argparse.Namespace) -> None:
-    py = ensure_venv()
-    index = build_book(py)
-    log(f"book built: {index}")
-    if not args.no_open and not os.environ.get("CI") and sys.stdout.isatty():
-        webbrowser.open(index.as_uri())
+    site = BUILD / "html"
+    if args.no_build:
+        if not (site / "index.html").is_file():
+            sys.exit(f"there is no built book in {site.relative_to(ROOT)}: run python3 tasks.py book")
+    else:
+        py = ensure_venv()
+        build_book(py)
+        log(f"book built: {site.relative_to(ROOT)}/")
+    if args.no_serve or os.environ.get("CI"):
+        log("to read it, serve it: python3 tasks.py book --no-build")
+        return
+    serve_book(site, args.port, open_browser=not args.no_open and sys.stdout.isatty())
+
+
+# --- figures on the page ---------------------------------------------------------------
+
+# The width of a chapter's text column (a code cell's output box) in a 1400 px desktop
+# window with a classic scroll bar (784 px where scroll bars overlay the page), and the
+# smallest text a figure may show there, in CSS px. tests/test_browser.py measures the
+# column and checks every figure in a real browser; `figures` estimates the same from
+# the notebooks alone, before the book is built.
+DESKTOP_COLUMN_PX = 772
+MIN_FIGURE_TEXT_PX = 9.0
+TEXT_SIZE_KEY = "course_lib:smallest_text_pt"  # course_lib.plotting.TEXT_SIZE_KEY
+
+
+def png_info(data: bytes) -> tuple[int, float | None, dict[str, str]]:
+    """A PNG's width in pixels, its dpi (pHYs chunk; None if absent) and its text chunks."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    width = struct.unpack(">I", data[16:20])[0]
+    pos, dpi, texts = 8, None, {}
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        if kind == b"pHYs":
+            per_unit, _, unit = struct.unpack(">IIB", body)
+            dpi = per_unit * 0.0254 if unit == 1 else None
+        elif kind == b"tEXt":
+            key, _, value = body.partition(b"\0")
+            texts[key.decode("latin-1")] = value.decode("latin-1")
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    return width, dpi, texts
+
+
+def figure_text_sizes(notebook: Path, column_px: int = DESKTOP_COLUMN_PX) -> list[tuple[str, float | None, str]]:
+    """For each stored figure: its caption's start, its smallest text on the desktop page (CSS px), and how.
+
+    The page shows a PNG at the width its output asks for (retina figures ask for half
+    their pixels), or at its own width, but never wider than the column. None: the PNG
+    does not record its text size (made before course_lib recorded it).
+    """
+    import base64
+
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    cells = nb["cells"]
+    found = []
+    for k, cell in enumerate(cells):
+        for out in cell.get("outputs", []) if cell["cell_type"] == "code" else []:
+            if "image/png" not in out.get("data", {}):
+                continue
+            caption = next((c for c in cells[k + 1:k + 4] if c["cell_type"] == "markdown"
+                            and "".join(c["source"]).lstrip("*_ ").startswith("Figure")), None)
+            name = ("".join(caption["source"]).lstrip("*_ ")[:12].rstrip() if caption else f"cell {k}")
+            width, dpi, texts = png_info(base64.b64decode(out["data"]["image/png"]))
+            asked = out.get("metadata", {}).get("image/png", {}).get("width", width)
+            scale = min(float(asked), column_px) / width
+            points = texts.get(TEXT_SIZE_KEY)
+            if points is None or not dpi:
+                found.append((name, None, f"{width} px wide, no record of its text size"))
+                continue
+            px = float(points) / 72 * dpi * scale
+            found.append((name, px, f"{float(points):g} pt at {dpi:.0f} dpi, shown at {scale:.2f} of its size"))
+    return found
+
+
+def cmd_figures(args: argparse.Namespace) -> None:
+    """List the smallest text of every stored figure as the desktop page shows it."""
+    targets = [Path(p).resolve() for p in args.notebooks] or [p for p in notebooks() if HOMEWORK_DIR not in p.parents]
+    rows, failed = [], 0
+    for path in targets:
+        for name, px, how in figure_text_sizes(path):
+            bad = px is None or px < MIN_FIGURE_TEXT_PX - 0.05
+            failed += bad
+            verdict = "no record" if px is None else "too small" if bad else "ok"
+            rows.append([path.stem, name, "?" if px is None else f"{px:.1f} px", verdict, how])
+    print_table(["notebook", "figure", "smallest text", f">= {MIN_FIGURE_TEXT_PX:g} px", "from"], rows)
+    if failed:
+        sys.exit(f"figures: {failed} of {len(rows)} figures show text below {MIN_FIGURE_TEXT_PX:g} px on the "
+                 f"desktop page, or do not record it (re-execute the notebook)")
 
 
 def pytest_env() -> dict[str, str]:
@@ -649,7 +815,9 @@ def ensure_colab_venv(fresh: bool) -> Path:
     t0 = time.time()
     log(f"creating the clean environment {COLAB_VENV.relative_to(ROOT)}")
     run([sys.executable, "-m", "venv", COLAB_VENV])
-    run([py, "-m", "pip", "install", "--disable-pip-version-check", "-q", *COLAB_PACKAGES])
+    pip = [py, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    install_torch(pip, next(p for p in COLAB_PACKAGES if p.startswith("torch==")))  # $COURSE_TORCH_INDEX
+    run(pip + list(COLAB_PACKAGES))
     baseline.write_text(json.dumps(pip_packages(py), indent=1) + "\n")
     stamp.write_text(want + "\n")
     log(f"clean environment ready in {time.time() - t0:.0f} s")
@@ -756,8 +924,12 @@ def cmd_sync_repo_url(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("book", help="build the HTML book and open it")
+    p = sub.add_parser("book", help="build the HTML book and serve it on this machine")
     p.add_argument("--no-open", action="store_true", help="do not open a browser")
+    p.add_argument("--no-serve", action="store_true", help="build only (as in CI, where it never serves)")
+    p.add_argument("--no-build", action="store_true", help="serve the book built last time")
+    p.add_argument("--port", type=int, default=BOOK_PORT,
+                   help=f"port of the server (default {BOOK_PORT}, or the next free one; 0: any)")
     p.set_defaults(func=cmd_book)
     p = sub.add_parser("test", help="run the whole test suite")
     p.add_argument("-n", "--workers", type=int, metavar="N",
@@ -791,6 +963,9 @@ def main() -> None:
     p.add_argument("--fresh", action="store_true", help=f"rebuild {COLAB_VENV.relative_to(ROOT)} first")
     p.add_argument("--timeout", type=int, default=1800, metavar="S", help="time limit of one cell (default: 1800 s)")
     p.set_defaults(func=cmd_colab_check)
+    p = sub.add_parser("figures", help="the smallest text of each stored figure as the desktop page shows it")
+    p.add_argument("notebooks", nargs="*", help="notebooks (default: every chapter and the appendix)")
+    p.set_defaults(func=cmd_figures)
     p = sub.add_parser("sync-repo-url", help="copy _config.yml's repository URL into the notebooks")
     p.set_defaults(func=cmd_sync_repo_url)
     args = parser.parse_args()

@@ -1,13 +1,18 @@
 """Chapter 2: attention scoring functions.
 
-Shape legend: B batch, Tq queries, Tk keys, D query/key size, Dv value size, Hd the
-hidden size of additive attention.
+Shape legend: B batch, Tq queries, Tk keys, D query/key size (the book's d), Dv value
+size (d_v), Da the hidden size of additive attention (d_a); Dq, Dk the sizes of queries
+and keys where they differ (d_q, d_k).
 
 Two scoring functions, each turning queries and keys into scores (B, Tq, Tk) that a
 masked softmax turns into weights, which then average the values:
 
 * scaled dot product (equation 2.4, matrix form 2.5): ``a(q, k) = q . k / sqrt(D)``;
-* additive (equation 2.3): ``a(q, k) = w_v . tanh(W_q q + W_k k)``.
+* additive (equation 2.3): ``a(q, k) = w_v . tanh(W_q q + W_k k)``, written, as in the
+  book, for one query and one key as column vectors. ``W_q`` here is the (Da, Dq)
+  matrix that the ``nn.Linear`` layer ``W_q`` keeps in its ``weight``; applied to a
+  batch whose rows are queries, the layer computes ``queries @ W_q.weight.T``, which is
+  the book's row form ``Q W_Q`` with ``W_Q = W_q^T``.
 
 Dot-product attention has two implementations with the same parameters (none) and
 the same results, chosen explicitly by ``impl``:
@@ -23,6 +28,18 @@ the same results, chosen explicitly by ``impl``:
 Constructor arguments and parameter names follow d2l 1.0.3's classes of the same
 names, so their state dicts load into ours with ``strict=True`` and give the same
 outputs.
+
+**What masked keys may hold.** Anything: a key that no query may attend to (padding
+beyond ``valid_lens``, or a key whose column of ``attn_mask`` is all False) takes no
+part at all, even if its key or value vector holds inf or NaN; its rows are set to zero
+before the products, on both paths, because its weight of exactly zero would otherwise
+meet the inf (0 x inf = NaN). (On the CPU this is done only when a tensor holds a
+non-finite value, found by one sum; the result is the same.) A key that some query may
+attend to must be finite.
+
+**Inputs accepted.** Queries, keys and values are 3-D floating-point tensors of one
+dtype, with the same batch size B >= 0 and at least one key (Tk >= 1); Tq may be 0.
+Bad shapes, dtypes, lengths and masks raise a ``ValueError`` that names the argument.
 """
 
 from __future__ import annotations
@@ -33,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib._checks import autocasting, check_features, check_int, check_probability, host_checks_allowed
 from course_lib.masking import combine_masks, masked_softmax
 
 IMPLEMENTATIONS = ("manual", "sdpa")
@@ -48,17 +66,55 @@ def _check_qkv(queries: Tensor, keys: Tensor, values: Tensor, same_size: bool) -
     for name, t in (("queries", queries), ("keys", keys), ("values", values)):
         if not isinstance(t, Tensor) or t.dim() != 3:
             raise ValueError(f"{name} must be a 3-D tensor (B, T, size), got {getattr(t, 'shape', type(t).__name__)}")
+        if not t.dtype.is_floating_point:
+            raise ValueError(f"{name} must have a floating-point dtype, got {t.dtype}")
+    if not (queries.dtype == keys.dtype == values.dtype) and not autocasting(queries):
+        raise ValueError(f"queries, keys and values need one dtype, got {queries.dtype}, {keys.dtype} and {values.dtype}")
     if not (queries.shape[0] == keys.shape[0] == values.shape[0]):
         raise ValueError(
             f"batch sizes differ: queries {queries.shape[0]}, keys {keys.shape[0]}, values {values.shape[0]}"
         )
     if keys.shape[1] != values.shape[1]:
         raise ValueError(f"keys and values need the same number of positions Tk, got {keys.shape[1]} and {values.shape[1]}")
+    if keys.shape[1] == 0:
+        raise ValueError(f"attention needs at least one key (Tk >= 1), got keys of shape {tuple(keys.shape)}")
     if same_size and queries.shape[2] != keys.shape[2]:
         raise ValueError(
             f"dot-product attention needs queries and keys of the same size D, got {queries.shape[2]} and "
             f"{keys.shape[2]} (additive attention allows different sizes)"
         )
+
+
+def hide_masked_keys(mask: Tensor | None, *tensors: Tensor) -> list[Tensor]:
+    """``tensors`` (..., Tk, size) with the rows of keys that no query may attend to set to zero.
+
+    ``mask`` is boolean, broadcastable to (..., Tq, Tk), True = may attend. Such a key
+    gets a weight of exactly zero, but 0 x inf is NaN: zeroing its rows first makes
+    whatever it holds irrelevant, in the output and in the gradients. When every entry
+    of a tensor is finite, zeroing changes nothing, so on the CPU (outside
+    ``torch.compile``) a tensor whose sum is finite is returned as it is: one cheap
+    reduction instead of a copy and its backward. Elsewhere the rows are always zeroed
+    (no host sync).
+    """
+    if mask is None:
+        return list(tensors)
+    hidden = None
+    out: list[Tensor] = []
+    for t in tensors:
+        same = next((o for o, u in zip(out, tensors) if u is t), None)  # self-attention: keys is values
+        if same is not None:
+            out.append(same)
+            continue
+        if host_checks_allowed(t):  # a sum is finite only if every entry is (inf and NaN propagate)
+            low_precision = t.dtype in (torch.float16, torch.bfloat16)  # sum in float32: no overflow to inf
+            if math.isfinite(t.detach().sum(dtype=torch.float32 if low_precision else None).item()):
+                out.append(t)
+                continue
+        if hidden is None:
+            seen = mask.any(dim=-2) if mask.dim() >= 2 else mask  # (..., Tk): some query may attend to it
+            hidden = ~seen.unsqueeze(-1)  # (..., Tk, 1)
+        out.append(t.masked_fill(hidden, 0.0))
+    return out
 
 
 def fused_dot_product_attention(
@@ -74,6 +130,10 @@ def fused_dot_product_attention(
     that, but some CUDA kernels (the memory-efficient one, in some versions) have
     returned NaN. The zeroing below makes the convention hold on every backend; it
     needs no host synchronisation (one ``any`` and one ``masked_fill`` on the device).
+
+    This is the bare kernel: keys and values that no query may attend to must be
+    finite here (see :func:`hide_masked_keys`, which :func:`dot_product_attention` and
+    ``MultiHeadAttention`` apply first).
     """
     out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=attn_mask, dropout_p=dropout_p)
     if attn_mask is not None:
@@ -103,12 +163,15 @@ def dot_product_attention(
     Returns:
         ``(output, weights)``: output (B, Tq, Dv); weights (B, Tq, Tk) for
         ``impl="manual"``, None for ``impl="sdpa"``. A query whose keys are all
-        masked gets weights of zero and an output of zero on both paths.
+        masked gets weights of zero and an output of zero on both paths. Keys that no
+        query may attend to may hold anything, even inf (see the module's docstring).
     """
     _check_impl(impl)
     _check_qkv(queries, keys, values, same_size=True)
+    check_probability("dropout_p", dropout_p)
     scores_shape = torch.Size((queries.shape[0], queries.shape[1], keys.shape[1]))
     mask = combine_masks(scores_shape, valid_lens, attn_mask)  # (B, Tq, Tk) bool or None
+    keys, values = hide_masked_keys(mask, keys, values)  # (B, Tk, D), (B, Tk, Dv)
     if impl == "sdpa":  # fully masked rows are zero, as on the teaching path, on any backend
         return fused_dot_product_attention(queries, keys, values, mask, dropout_p), None
     d = queries.shape[-1]
@@ -151,9 +214,7 @@ class DotProductAttention(_KeepsWeights):
 
     def __init__(self, dropout: float, impl: str = "manual") -> None:
         super().__init__()
-        if not 0.0 <= dropout <= 1.0:
-            raise ValueError(f"dropout must be a probability in [0, 1], got {dropout!r}")
-        self.dropout_p = float(dropout)
+        self.dropout_p = check_probability("dropout", dropout)
         self.impl = _check_impl(impl)
 
     def forward(
@@ -171,7 +232,7 @@ class DotProductAttention(_KeepsWeights):
 
 
 class AdditiveAttention(_KeepsWeights):
-    """Additive attention (equation 2.3): scores w_v . tanh(W_q q + W_k k).
+    """Additive attention (equation 2.3): scores w_v . tanh(W_q q + W_k k) (column form).
 
     ``AdditiveAttention(num_hiddens, dropout)`` as in d2l: ``W_q`` and ``W_k`` (to
     ``num_hiddens``, no bias) are lazy linear layers that learn their input sizes on the
@@ -180,7 +241,8 @@ class AdditiveAttention(_KeepsWeights):
     linear layer. Queries and keys may have different sizes. Dropout is applied to the
     attention weights in training mode. Forward
     ``(queries (B, Tq, Dq), keys (B, Tk, Dk), values (B, Tk, Dv), valid_lens=None,
-    attn_mask=None) -> (B, Tq, Dv)``. Only a teaching path exists: the fused kernel
+    attn_mask=None) -> (B, Tq, Dv)``; the hidden size Da is ``num_hiddens``. Only a
+    teaching path exists: the fused kernel
     computes dot-product scores only.
     """
 
@@ -188,8 +250,11 @@ class AdditiveAttention(_KeepsWeights):
         self, num_hiddens: int, dropout: float, query_size: int | None = None, key_size: int | None = None
     ) -> None:
         super().__init__()
-        if not isinstance(num_hiddens, int) or num_hiddens <= 0:
-            raise ValueError(f"num_hiddens must be a positive int, got {num_hiddens!r}")
+        check_int("num_hiddens", num_hiddens)
+        check_probability("dropout", dropout)
+        for name, size in (("query_size", query_size), ("key_size", key_size)):
+            if size is not None:
+                check_int(name, size)
         self.W_q = nn.Linear(query_size, num_hiddens, bias=False) if query_size else nn.LazyLinear(num_hiddens, bias=False)
         self.W_k = nn.Linear(key_size, num_hiddens, bias=False) if key_size else nn.LazyLinear(num_hiddens, bias=False)
         self.w_v = nn.Linear(num_hiddens, 1, bias=False)
@@ -205,20 +270,24 @@ class AdditiveAttention(_KeepsWeights):
         *,
         projected_keys: Tensor | None = None,
     ) -> Tensor:
-        """``projected_keys``: ``W_k(keys)`` (B, Tk, Hd), computed once by a caller that
+        """``projected_keys``: ``W_k(keys)`` (B, Tk, Da), computed once by a caller that
         queries the same keys many times (chapter 3's decoder: once per target step), so
         that it is not computed again here; ``keys`` is then used for its shape only."""
         _check_qkv(queries, keys, values, same_size=False)
-        q = self.W_q(queries)  # (B, Tq, Hd)
-        if projected_keys is None:
-            k = self.W_k(keys)  # (B, Tk, Hd)
-        elif projected_keys.shape[:2] != keys.shape[:2] or projected_keys.shape[-1] != q.shape[-1]:
-            raise ValueError(f"projected_keys must be W_k(keys) of shape {(*keys.shape[:2], q.shape[-1])}, "
+        check_features(self.W_q, queries, "queries")
+        check_features(self.W_k, keys, "keys")
+        if projected_keys is not None and (
+            projected_keys.shape[:2] != keys.shape[:2] or projected_keys.shape[-1] != self.w_v.in_features
+        ):
+            raise ValueError(f"projected_keys must be W_k(keys) of shape {(*keys.shape[:2], self.w_v.in_features)}, "
                              f"got {tuple(projected_keys.shape)}")
-        else:
-            k = projected_keys
-        features = torch.tanh(q.unsqueeze(2) + k.unsqueeze(1))  # (B, Tq, 1, Hd) + (B, 1, Tk, Hd) -> (B, Tq, Tk, Hd)
+        mask = combine_masks(torch.Size((queries.shape[0], queries.shape[1], keys.shape[1])), valid_lens, attn_mask)
+        extra = [] if projected_keys is None else [projected_keys]
+        keys, values, *extra = hide_masked_keys(mask, keys, values, *extra)  # keys no query may see: zero
+        q = self.W_q(queries)  # (B, Tq, Da)
+        k = self.W_k(keys) if projected_keys is None else extra[0]  # (B, Tk, Da)
+        features = torch.tanh(q.unsqueeze(2) + k.unsqueeze(1))  # (B, Tq, 1, Da) + (B, 1, Tk, Da) -> (B, Tq, Tk, Da)
         scores = self.w_v(features).squeeze(-1)  # (B, Tq, Tk)
-        weights = masked_softmax(scores, valid_lens, attn_mask)  # (B, Tq, Tk)
+        weights = masked_softmax(scores, attn_mask=mask)  # (B, Tq, Tk)
         self._attention_weights = weights.detach()
         return torch.bmm(self.dropout(weights), values)  # (B, Tq, Dv)

@@ -23,9 +23,11 @@ def _sync(device: torch.device) -> None:
 
 def time_fn(fn: Callable[[], object], device: torch.device | str = "cpu", repeat: int = 5, warmup: int = 2) -> float:
     """Median wall time of ``fn()`` in seconds over ``repeat`` runs, after ``warmup`` runs."""
+    if not callable(fn):
+        raise TypeError(f"time_fn expects a function to call, got {type(fn).__name__}")
     device = torch.device(device)
-    if repeat < 1 or warmup < 0:
-        raise ValueError(f"need repeat >= 1 and warmup >= 0, got {repeat} and {warmup}")
+    if not isinstance(repeat, int) or not isinstance(warmup, int) or repeat < 1 or warmup < 0:
+        raise ValueError(f"need repeat >= 1 and warmup >= 0 (ints), got {repeat!r} and {warmup!r}")
     for _ in range(warmup):
         fn()
     _sync(device)
@@ -61,6 +63,8 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str = "cpu") ->
     such counter, so the profiler records every allocation and free and the peak of
     their running sum is returned.
     """
+    if not callable(fn):
+        raise TypeError(f"peak_memory expects a function to call, got {type(fn).__name__}")
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)

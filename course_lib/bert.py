@@ -34,16 +34,18 @@ number of parameters in closed form; :func:`from_huggingface` turns a Hugging Fa
 ``"sdpa"`` (PyTorch's fused kernel). Same parameters, same results.
 
 **Pretraining data.** :func:`nsp_pairs` draws next-sentence pairs from documents (50 %
-the true next sentence, 50 % a random sentence of another document); :func:`mask_tokens`
+the true next sentence, 50 % a random sentence of another document), leaving out the
+pairs longer than ``max_len`` or, with ``trim=True``, trimming them (:func:`trim_pair`:
+the longer text loses its last token until the pair fits); :func:`mask_tokens`
 chooses 15 % of the ordinary tokens to predict and replaces 80 % of those by ``<mask>``,
 10 % by a random token and leaves 10 % unchanged; :class:`BERTPretrainingDataset` (or
 :func:`load_pretraining_data`) puts both together into d2l-style batches
 ``(tokens, segments, valid_lens, pred_positions, mlm_weights, mlm_labels, nsp_labels)``.
 :func:`masked_lm_loss` averages the cross-entropy over the real prediction positions
-only. (d2l 1.0.3's ``_get_batch_loss_bert`` multiplies its weights with a loss that is
+only (d2l 1.0.3's ``_get_batch_loss_bert`` multiplies its weights with a loss that is
 already averaged over every slot, so they cancel out: it returns the plain mean over all
-B P slots, padded ones included; d2l issue #2582.) :func:`pretraining_loss` adds the
-next-sentence loss.
+B P slots, padded ones included; d2l issue #2582; a label of -100, Hugging Face's "no
+target", does not count either). :func:`pretraining_loss` adds the next-sentence loss.
 
 **Fine-tuning.** :class:`BERTClassifier` (one label per text or pair, from ``<cls>``) and
 :class:`BERTTagger` (one label per token) start from a copy of a pretrained model's
@@ -52,6 +54,16 @@ encoder (``copy=False`` shares it instead, as d2l does); :func:`encode_inputs` a
 
 **Hugging Face.** :func:`from_huggingface` and :func:`to_huggingface` move weights
 between our ``BERTModel`` and ``transformers``' BERT classes, both ways.
+
+**Checkpoints.** :func:`save_pretrained` writes a model with its configuration and its
+vocabulary in one file, atomically; :func:`load_pretrained` gives back ``(model, vocab)``.
+``python -m course_lib.pretrain_bert --save`` writes such a file.
+
+**Inputs** are checked at every public boundary, with an error that names the argument:
+token ids in [0, vocab_size), segment ids in [0, num_segments), prediction positions in
+[0, T) (values on the CPU only, see ``course_lib.masking``); texts as lists of tokens,
+never a str; vocabularies that hold the reserved tokens used (``<cls>``, ``<sep>``,
+``<mask>``, ``<pad>``), which would otherwise silently become ``<unk>``.
 """
 
 from __future__ import annotations
@@ -65,6 +77,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from course_lib._checks import (
+    atomic_write,
+    host_checks_allowed,
+    check_features,
+    check_index_range,
+    check_lengths,
+    check_number,
+    check_probability,
+    check_tokens_not_text,
+    check_vocab_has,
+    is_integer_tensor,
+    refuse_untied_state_dict,
+)
 from course_lib.text import CLS, MASK, PAD, RESERVED, SEP, UNK, Vocab
 from course_lib.transformer import (
     ACTIVATIONS,
@@ -93,8 +118,10 @@ def get_tokens_and_segments(tokens_a: Sequence[str], tokens_b: Sequence[str] | N
     """BERT's input for one text or a pair: ``<cls> a <sep> [b <sep>]`` and its segment ids.
 
     Segment 0 covers ``<cls>``, ``tokens_a`` and the first ``<sep>``; segment 1 covers
-    ``tokens_b`` and the last ``<sep>``.
+    ``tokens_b`` and the last ``<sep>``. The texts are lists of tokens (a str is refused).
     """
+    check_tokens_not_text("tokens_a", tokens_a)
+    check_tokens_not_text("tokens_b", tokens_b)
     tokens, segments = [CLS, *tokens_a, SEP], [0] * (len(tokens_a) + 2)
     if tokens_b is not None:
         tokens += [*tokens_b, SEP]
@@ -102,11 +129,36 @@ def get_tokens_and_segments(tokens_a: Sequence[str], tokens_b: Sequence[str] | N
     return tokens, segments
 
 
+def trim_pair(tokens_a: Sequence[str], tokens_b: Sequence[str] | None, max_len: int) -> tuple[list[str], list[str] | None]:
+    """Copies of the texts, trimmed so that BERT's input (``<cls>``, ``<sep>`` tokens included) has at most ``max_len`` tokens.
+
+    The rule of the original BERT and of chapter 6: while the input is too long, the
+    longer text loses its last token (``tokens_b`` when both are equally long). This
+    keeps as much of both texts as possible, and the start of each. ``max_len`` must
+    leave room for one token of each text: at least 5 for a pair, 3 for one text.
+    """
+    check_tokens_not_text("tokens_a", tokens_a)
+    check_tokens_not_text("tokens_b", tokens_b)
+    a, b = list(tokens_a), None if tokens_b is None else list(tokens_b)
+    _check_int("max_len", max_len, minimum=3 if b is None else 5)
+    room = max_len - (2 if b is None else 3)  # what <cls> and the <sep> tokens leave
+    while len(a) + (0 if b is None else len(b)) > room:
+        if b is not None and len(b) >= len(a):
+            b.pop()
+        else:
+            a.pop()
+    return a, b
+
+
 def _check_segments(segments: Tensor | None, tokens: Tensor, num_segments: int) -> Tensor:
     if segments is None:
         return torch.zeros_like(tokens)
+    if not is_integer_tensor(segments):
+        raise ValueError(f"segments must be integer segment ids (0 for the first text, 1 for the second), got "
+                         f"{type(segments).__name__} {getattr(segments, 'dtype', '')}")
     if segments.shape != tokens.shape:
         raise ValueError(f"segments must have the tokens' shape {tuple(tokens.shape)}, got {tuple(segments.shape)}")
+    check_index_range(segments, num_segments, "segments", f"(num_segments={num_segments})")
     return segments
 
 
@@ -162,7 +214,7 @@ class BERTEncoder(_SwitchesImpl):
 
     def embed(self, tokens: Tensor, segments: Tensor | None = None) -> Tensor:
         """The input representation: token + segment + position embeddings, (B, T) -> (B, T, D)."""
-        _check_tokens(tokens, "BERTEncoder")
+        _check_tokens(tokens, "BERTEncoder", self.token_embedding.num_embeddings)
         T = tokens.shape[1]
         if T > self.max_len:
             raise ValueError(f"{T} positions exceed max_len={self.max_len} learned position embeddings")
@@ -185,9 +237,17 @@ class BERTEncoder(_SwitchesImpl):
 
 
 def gather_positions(X: Tensor, positions: Tensor) -> Tensor:
-    """Rows of X (B, T, D) at ``positions`` (B, P) of each sequence: (B, P, D)."""
-    if positions.dim() != 2 or positions.shape[0] != X.shape[0]:
-        raise ValueError(f"positions must be (B, P) with B={X.shape[0]}, got {tuple(positions.shape)}")
+    """Rows of X (B, T, D) at ``positions`` (B, P) of each sequence: (B, P, D).
+
+    ``positions`` holds integers in [0, T) (a negative one is refused, not read from the
+    end; values are checked on the CPU only).
+    """
+    if not isinstance(X, Tensor) or X.dim() != 3:
+        raise ValueError(f"X must be a tensor (B, T, D), got {getattr(X, 'shape', type(X).__name__)}")
+    if not is_integer_tensor(positions) or positions.dim() != 2 or positions.shape[0] != X.shape[0]:
+        raise ValueError(f"positions must be an integer tensor (B, P) with B={X.shape[0]}, got "
+                         f"{getattr(positions, 'shape', type(positions).__name__)} {getattr(positions, 'dtype', '')}")
+    check_index_range(positions, X.shape[1], "prediction positions", f"(T = {X.shape[1]} positions)")
     rows = torch.arange(X.shape[0], device=X.device).unsqueeze(1)  # (B, 1), broadcast against (B, P)
     return X[rows, positions.to(X.device)]
 
@@ -210,7 +270,9 @@ class MaskLM(nn.Module):
                                  nn.Linear(num_hiddens, vocab_size))
 
     def forward(self, X: Tensor, pred_positions: Tensor) -> Tensor:
-        return self.mlp(gather_positions(X, pred_positions))  # (B, P, D) -> (B, P, V)
+        gathered = gather_positions(X, pred_positions)  # (B, P, D)
+        check_features(self.mlp[0], gathered, "X")
+        return self.mlp(gathered)  # (B, P, D) -> (B, P, V)
 
 
 class NextSentencePred(nn.Module):
@@ -225,6 +287,10 @@ class NextSentencePred(nn.Module):
         self.output = _linear(num_inputs, 2)
 
     def forward(self, X: Tensor) -> Tensor:
+        if not isinstance(X, Tensor) or X.dim() != 2:
+            raise ValueError(f"NextSentencePred expects one vector per sequence, (B, D), got "
+                             f"{getattr(X, 'shape', type(X).__name__)} (for an encoder's (B, T, D), take X[:, 0])")
+        check_features(self.output, X, "X")
         return self.output(X)
 
 
@@ -240,7 +306,15 @@ class BERTModel(_SwitchesImpl):
     Keyword options (defaults: d2l's model): ``num_segments``, ``activation``, ``eps``,
     ``embedding_norm``, ``tie_weights``, ``impl``; see the module's docstring. Every layer
     knows its input size (no lazy layers), so the model can be built on the meta device
-    to count its parameters.
+    to count its parameters. ``config`` holds the constructor's arguments:
+    ``BERTModel(**model.config)`` builds the same model. A model with ``tie_weights=True``
+    refuses a state dict whose two tied matrices differ (loading it would silently keep
+    one of them). :func:`save_pretrained` and :func:`load_pretrained` keep a model with
+    its configuration and vocabulary in one file.
+
+    Inputs: token ids (B, T) in [0, vocab_size), T <= max_len; segment ids in
+    [0, num_segments); prediction positions in [0, T). Values are checked on the CPU
+    (see ``course_lib.masking``); shapes and dtypes everywhere.
     """
 
     def __init__(
@@ -274,6 +348,7 @@ class BERTModel(_SwitchesImpl):
         self.nsp = NextSentencePred(num_hiddens)
         if tie_weights:  # one (V, D) matrix embeds token v (row v) and scores it
             self.mlm.mlp[3].weight = self.encoder.token_embedding.weight
+        self.register_load_state_dict_pre_hook(refuse_untied_state_dict)  # a tied model refuses untied weights
 
     @property
     def tie_weights(self) -> bool:
@@ -326,6 +401,9 @@ def bert_parameter_count(
     ``eps`` or ``impl``, accepted so that ``bert_parameter_count(**BERT_CONFIGS["base"])``
     works). Without ``heads`` the count is the encoder's alone.
     """
+    for name, value in (("vocab_size", vocab_size), ("num_hiddens", num_hiddens), ("ffn_num_hiddens", ffn_num_hiddens),
+                        ("num_blks", num_blks), ("max_len", max_len), ("num_segments", num_segments)):
+        _check_int(name, value)
     V, D, Fh, L, S = vocab_size, num_hiddens, ffn_num_hiddens, max_len, num_segments
     embeddings = (V + S + L) * D + (2 * D if embedding_norm else 0)
     block = 4 * (D * D + D) + (2 * D * Fh + Fh + D) + 4 * D
@@ -348,10 +426,20 @@ class NSPPair(NamedTuple):
     b: tuple[int, int]  #: (document, sentence) of b
 
 
+def _check_documents(documents: object) -> None:
+    check_tokens_not_text("documents", documents)
+    for d, doc in enumerate(documents):  # type: ignore[attr-defined]
+        if isinstance(doc, str):
+            raise TypeError(f"documents must be lists of sentences, each a list of tokens; document {d} is a str")
+        for i, sentence in enumerate(doc):
+            check_tokens_not_text(f"sentence {i} of document {d}", sentence)
+
+
 def nsp_pairs(
     documents: Sequence[Sequence[Sequence[str]]],
     generator: torch.Generator | None = None,
     max_len: int | None = None,
+    trim: bool = False,
 ) -> list[NSPPair]:
     """Next-sentence pairs from documents (each a list of token lists).
 
@@ -359,10 +447,21 @@ def nsp_pairs(
     1/2 the second sentence is that next one (``is_next``), otherwise a sentence drawn
     uniformly from a document drawn uniformly among the *other* documents. Pairs whose
     BERT input (``<cls>``, both sentences, two ``<sep>``) is longer than ``max_len`` are
-    left out. Deterministic given ``generator``.
+    left out, or with ``trim=True`` trimmed to fit (:func:`trim_pair`, the original BERT's
+    rule: dropping them would bias the data towards short sentences). Deterministic
+    given ``generator``. Needs at least 2 documents, one of them with 2 sentences or more.
     """
+    _check_documents(documents)
     if len(documents) < 2:
         raise ValueError(f"next-sentence pairs need at least 2 documents, got {len(documents)}")
+    if all(len(doc) < 2 for doc in documents):
+        raise ValueError(f"next-sentence pairs need documents of 2 or more sentences (a sentence and the next one), "
+                         f"but all {len(documents)} documents have fewer")
+    if max_len is not None:
+        _check_int("max_len", max_len, minimum=5 if trim else 1)
+    _check_bool("trim", trim)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     starts = [(d, i) for d, doc in enumerate(documents) for i in range(len(doc) - 1)]
     n = len(starts)
@@ -378,7 +477,9 @@ def nsp_pairs(
             b = (od, min(int(u * len(documents[od])), len(documents[od]) - 1))
         tokens_a, tokens_b = list(documents[d][i]), list(documents[b[0]][b[1]])
         if max_len is not None and len(tokens_a) + len(tokens_b) + 3 > max_len:
-            continue
+            if not trim:
+                continue
+            tokens_a, tokens_b = trim_pair(tokens_a, tokens_b, max_len)
         pairs.append(NSPPair(tokens_a, tokens_b, coin < 0.5, (d, i), b))
     return pairs
 
@@ -394,6 +495,7 @@ class MLMData(NamedTuple):
 
 def special_token_ids(vocab: Vocab) -> list[int]:
     """Ids never chosen for prediction nor drawn as random replacements: the reserved tokens but ``<unk>``."""
+    check_vocab_has(vocab, (), "special_token_ids")
     return [vocab.token_to_idx[t] for t in RESERVED if t != UNK and t in vocab.token_to_idx]
 
 
@@ -416,12 +518,24 @@ def mask_tokens(
     one; it may happen to be the original) and 10 % stay unchanged. ``num_preds``, the
     width P of the outputs, defaults to the largest k. Deterministic given
     ``generator``; vectorized (a few milliseconds for thousands of sequences).
+
+    ``tokens`` are ids of ``vocab`` (which must hold ``<mask>``), ``valid_lens`` (N,)
+    lengths in [0, T], ``num_preds`` None or an int >= 1.
     """
-    if not 0.0 < ratio < 1.0:
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0.0 < ratio < 1.0:
         raise ValueError(f"ratio must be in (0, 1), got {ratio!r}")
-    _check_tokens(tokens, "mask_tokens")
-    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    check_vocab_has(vocab, (MASK,), "mask_tokens")
+    _check_tokens(tokens, "mask_tokens", len(vocab))
     N, T = tokens.shape
+    if not isinstance(valid_lens, Tensor) or valid_lens.numel() != N or valid_lens.dtype.is_floating_point:
+        raise ValueError(f"valid_lens must be an integer tensor of N = {N} lengths, got "
+                         f"{getattr(valid_lens, 'shape', valid_lens)!r} {getattr(valid_lens, 'dtype', '')}")
+    check_lengths(valid_lens.reshape(-1), 0, T, "valid_lens", f"T = {T} positions")
+    if num_preds is not None:
+        _check_int("num_preds", num_preds)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
     special = torch.tensor(special_token_ids(vocab), dtype=tokens.dtype)
     in_range = torch.arange(T).unsqueeze(0) < valid_lens.reshape(-1, 1).to(torch.long)  # (N, T)
     candidate = in_range & ~torch.isin(tokens, special)  # (N, T)
@@ -443,7 +557,10 @@ def mask_tokens(
     labels = torch.where(weights > 0, tokens.gather(1, positions), torch.zeros_like(positions))
     # 80 / 10 / 10: <mask>, a random ordinary token, unchanged.
     u = torch.rand(N, P, generator=g)
-    ordinary = torch.tensor([i for i in range(len(vocab)) if i not in set(special.tolist())], dtype=tokens.dtype)
+    every_id = torch.arange(len(vocab), dtype=tokens.dtype)
+    ordinary = every_id[~torch.isin(every_id, special)]  # (V - reserved,) in increasing order
+    if len(ordinary) == 0:
+        raise ValueError(f"the vocabulary has no ordinary token to draw random replacements from: {vocab.idx_to_token}")
     random_tokens = ordinary[torch.randint(0, len(ordinary), (N, P), generator=g)]
     replacement = torch.where(u < 0.8, torch.full_like(labels, vocab[MASK]), torch.where(u < 0.9, random_tokens, labels))
     corrupted = tokens.clone()
@@ -471,16 +588,25 @@ class BERTPretrainingDataset(Dataset):
     mlm_weights (P,), mlm_labels (P,), nsp_label ())``, padded to ``max_len`` = L;
     ``loader`` trims each batch to its longest sequence. ``pairs`` keeps each example's
     sentences and where they come from. :meth:`from_corpus` reads the course corpus.
+
+    Pairs longer than ``max_len`` are left out, or with ``trim_pairs=True`` trimmed to fit
+    (:func:`trim_pair`). ``vocab`` must hold ``<pad>``, ``<cls>``, ``<sep>`` and ``<mask>``
+    (a :class:`course_lib.text.Vocab` built with its default reserved tokens does).
+    For new pairs and a new masking at every pass over the data (RoBERTa's dynamic
+    masking, as chapter 6 trains), build the data set again with another ``seed``.
     """
 
     def __init__(self, documents: Sequence[Sequence[Sequence[str]]], vocab: Vocab, max_len: int = 64, seed: int = 0,
-                 ratio: float = 0.15) -> None:
-        _check_int("max_len", max_len, minimum=4)
+                 ratio: float = 0.15, trim_pairs: bool = False) -> None:
+        _check_int("max_len", max_len, minimum=5 if trim_pairs else 4)
+        _check_int("seed", seed, minimum=0)
+        check_vocab_has(vocab, (PAD, CLS, SEP, MASK), "BERTPretrainingDataset")
         g = torch.Generator().manual_seed(seed)
         self.vocab, self.max_len = vocab, max_len
-        self.pairs = nsp_pairs(documents, g, max_len)
+        self.pairs = nsp_pairs(documents, g, max_len, trim=trim_pairs)
         if not self.pairs:
-            raise ValueError(f"no sentence pair fits max_len={max_len}")
+            raise ValueError(f"no sentence pair fits max_len={max_len} (every pair of sentences is longer, <cls> and "
+                             "two <sep> included); raise max_len or pass trim_pairs=True")
         cls_, sep = vocab[CLS], vocab[SEP]
         ids, segs = [], []
         for p in self.pairs:
@@ -495,10 +621,11 @@ class BERTPretrainingDataset(Dataset):
         self.nsp_labels = torch.tensor([p.is_next for p in self.pairs], dtype=torch.long)
 
     @classmethod
-    def from_corpus(cls, corpus, split: str = "train", max_len: int = 64, seed: int = 0) -> BERTPretrainingDataset:
+    def from_corpus(cls, corpus, split: str = "train", max_len: int = 64, seed: int = 0,
+                    trim_pairs: bool = False) -> BERTPretrainingDataset:
         """Pairs from the documents of a split of ``course_lib.corpus.load_corpus()``, its English vocabulary."""
         documents = [[s.en for s in doc] for doc in corpus.documents(split)]
-        return cls(documents, corpus.src_vocab, max_len, seed)
+        return cls(documents, corpus.src_vocab, max_len, seed, trim_pairs=trim_pairs)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -510,6 +637,9 @@ class BERTPretrainingDataset(Dataset):
     def batch(self, indices: Sequence[int] | Tensor, trim: bool = True) -> tuple[Tensor, ...]:
         """The examples ``indices`` as one batch of 7 tensors, trimmed to the longest sequence and prediction count."""
         idx = torch.as_tensor(indices, dtype=torch.long)
+        if idx.dim() != 1:
+            raise ValueError(f"indices must be a list of example indices, got shape {tuple(idx.shape)}")
+        check_index_range(idx, len(self), "indices", f"(a data set of {len(self)} examples)")
         out = [t[idx] for t in (self.tokens, self.segments, self.valid_lens, self.pred_positions, self.mlm_weights,
                                 self.mlm_labels, self.nsp_labels)]
         if trim and len(idx):
@@ -521,6 +651,7 @@ class BERTPretrainingDataset(Dataset):
     def loader(self, batch_size: int, shuffle: bool = True, seed: int = 0, drop_last: bool = False,
                trim: bool = True) -> DataLoader:
         """Batches of :meth:`batch` (shuffling seeded by ``seed``)."""
+        _check_int("batch_size", batch_size)
         return DataLoader(range(len(self)), batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
                           generator=torch.Generator().manual_seed(seed),
                           collate_fn=lambda indices: self.batch(indices, trim))
@@ -528,20 +659,31 @@ class BERTPretrainingDataset(Dataset):
 
 def wikitext2_documents(paragraphs: Sequence[Sequence[str]]) -> list[list[list[str]]]:
     """Paragraphs of sentence strings (``course_lib.datasets.load_wikitext2``) as documents of token lists."""
+    check_tokens_not_text("paragraphs", paragraphs)
+    for i, paragraph in enumerate(paragraphs):
+        if isinstance(paragraph, str) or any(not isinstance(s, str) for s in paragraph):
+            raise TypeError(f"paragraphs must be lists of sentence strings (as load_wikitext2 returns); paragraph {i} "
+                            f"is {paragraph!r:.60}")
     return [[sentence.split() for sentence in paragraph] for paragraph in paragraphs]
 
 
-def wikitext2_dataset(split: str = "train", max_len: int = 64, seed: int = 0, folder=None) -> BERTPretrainingDataset:
+def wikitext2_vocab(documents: Sequence[Sequence[Sequence[str]]]) -> Vocab:
+    """The vocabulary of WikiText-2's pretraining data: the tokens seen at least 5 times."""
+    return Vocab((t for doc in documents for s in doc for t in s), min_freq=5)
+
+
+def wikitext2_dataset(split: str = "train", max_len: int = 64, seed: int = 0, folder=None,
+                      trim_pairs: bool = False) -> BERTPretrainingDataset:
     """WikiText-2's pretraining examples, with a vocabulary of the tokens seen at least 5 times.
 
     The text comes through ``course_lib.datasets.load_wikitext2``: downloaded once, verified
     by its hash and cached in ``folder``. Each paragraph of two or more sentences is a document.
+    ``split``: "train", "valid" or "test" (checked before anything is downloaded).
     """
     from course_lib.datasets import load_wikitext2
 
     documents = wikitext2_documents(load_wikitext2(split, folder))
-    vocab = Vocab((t for doc in documents for s in doc for t in s), min_freq=5)
-    return BERTPretrainingDataset(documents, vocab, max_len, seed)
+    return BERTPretrainingDataset(documents, wikitext2_vocab(documents), max_len, seed, trim_pairs=trim_pairs)
 
 
 def load_pretraining_data(
@@ -568,21 +710,38 @@ def load_pretraining_data(
 # --------------------------------------------------------------------------------------- losses
 
 
-def masked_lm_loss(logits: Tensor, labels: Tensor, weights: Tensor, reduction: str = "mean") -> Tensor:
+def masked_lm_loss(logits: Tensor, labels: Tensor, weights: Tensor | None = None, reduction: str = "mean") -> Tensor:
     """Cross-entropy of the masked language model over the real prediction positions only.
 
-    ``logits`` (B, P, V), ``labels`` (B, P), ``weights`` (B, P): 1 (or any positive
-    weight) for a real prediction, 0 for padding. Padded positions are dropped before
-    the cross-entropy is computed, so whatever their logits hold (even inf or nan) they
-    change neither the loss nor the gradient. ``"mean"``: the weighted mean (0 when
-    there is no real position); ``"sum"``: the weighted sum (for a mean over several
-    processes' batches).
+    ``logits`` (B, P, V) floating point, ``labels`` (B, P) integer, ``weights`` (B, P):
+    1 (or any positive weight) for a real prediction, 0 for padding; None means 1
+    everywhere. A label of ``IGNORE_INDEX`` (-100, Hugging Face's and PyTorch's "no
+    target") also marks a slot without a prediction, whatever its weight. Padded slots
+    are dropped before the cross-entropy is computed, so whatever their logits and labels
+    hold (even inf or nan) they change neither the loss nor the gradient. The labels of
+    the real slots must be in [0, V) and the weights finite and >= 0 (checked on the
+    CPU). ``"mean"``: the weighted mean over the real slots (0 when there is none);
+    ``"sum"``: the weighted sum (for a mean over several processes' batches).
     """
-    if logits.dim() != 3 or labels.shape != logits.shape[:2] or weights.shape != labels.shape:
-        raise ValueError(f"expected logits (B, P, V), labels and weights (B, P); got {tuple(logits.shape)}, "
-                         f"{tuple(labels.shape)}, {tuple(weights.shape)}")
+    if not isinstance(logits, Tensor) or logits.dim() != 3 or not logits.dtype.is_floating_point:
+        raise ValueError(f"logits must be a floating-point tensor (B, P, V), got "
+                         f"{getattr(logits, 'shape', type(logits).__name__)} {getattr(logits, 'dtype', '')}")
+    if weights is None and isinstance(labels, Tensor):
+        weights = torch.ones(labels.shape, dtype=logits.dtype, device=logits.device)
+    if not is_integer_tensor(labels) or labels.shape != logits.shape[:2] or not isinstance(weights, Tensor) \
+            or weights.shape != labels.shape:
+        raise ValueError(f"expected logits (B, P, V), integer labels and weights (B, P); got "
+                         f"{tuple(logits.shape)}, {getattr(labels, 'shape', labels)!r} {getattr(labels, 'dtype', '')}, "
+                         f"{getattr(weights, 'shape', weights)!r}")
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    weights = torch.where(labels == IGNORE_INDEX, torch.zeros_like(weights), weights)  # "no target": not counted
+    if weights.numel() and host_checks_allowed(weights):
+        if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+            raise ValueError(f"weights must be finite and >= 0 (1 for a real prediction, 0 for padding), got values "
+                             f"from {weights.min().item()} to {weights.max().item()}")
+        check_index_range(torch.where(weights > 0, labels, torch.zeros_like(labels)), logits.shape[-1], "labels",
+                          f"at the real prediction slots, for a vocabulary of {logits.shape[-1]} tokens")
     keep = (weights > 0).reshape(-1)
     w = weights.reshape(-1)[keep].to(logits.dtype)
     ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1])[keep], labels.reshape(-1)[keep], reduction="none")
@@ -592,7 +751,14 @@ def masked_lm_loss(logits: Tensor, labels: Tensor, weights: Tensor, reduction: s
 
 def pretraining_loss(net: nn.Module, tokens: Tensor, segments: Tensor, valid_lens: Tensor, pred_positions: Tensor,
                      mlm_weights: Tensor, mlm_labels: Tensor, nsp_labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``(mlm_loss, nsp_loss, mlm_loss + nsp_loss)`` of one batch, each a mean (see :func:`masked_lm_loss`)."""
+    """``(mlm_loss, nsp_loss, mlm_loss + nsp_loss)`` of one batch, each a mean (see :func:`masked_lm_loss`).
+
+    ``nsp_labels`` (B,) holds 0 or 1 (1: the true next sentence); checked on the CPU.
+    """
+    if not is_integer_tensor(nsp_labels) or nsp_labels.dim() != 1:
+        raise ValueError(f"nsp_labels must be an integer tensor (B,) of 0 and 1, got "
+                         f"{getattr(nsp_labels, 'shape', nsp_labels)!r} {getattr(nsp_labels, 'dtype', '')}")
+    check_index_range(nsp_labels, 2, "nsp_labels", "(1: the true next sentence, 0: a random one)")
     _, mlm_Y_hat, nsp_Y_hat = net(tokens, segments, valid_lens.reshape(-1), pred_positions)
     mlm_l = masked_lm_loss(mlm_Y_hat, mlm_labels, mlm_weights)
     nsp_l = F.cross_entropy(nsp_Y_hat, nsp_labels)
@@ -605,7 +771,15 @@ def pretraining_loss(net: nn.Module, tokens: Tensor, segments: Tensor, valid_len
 def encode_inputs(
     vocab: Vocab, texts_a: Sequence[Sequence[str]], texts_b: Sequence[Sequence[str]] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """A batch of BERT inputs ``(tokens (B, T), segments (B, T), valid_lens (B,))`` for texts or pairs."""
+    """A batch of BERT inputs ``(tokens (B, T), segments (B, T), valid_lens (B,))`` for texts or pairs.
+
+    ``texts_a`` (and ``texts_b``) are lists of texts, each a list of tokens (a str is refused).
+    """
+    check_vocab_has(vocab, (PAD, CLS, SEP), "encode_inputs")
+    for name, texts in (("texts_a", texts_a), ("texts_b", texts_b)):
+        check_tokens_not_text(name, texts)
+        for i, text in enumerate(texts or ()):
+            check_tokens_not_text(f"{name}[{i}]", text)
     if texts_b is not None and len(texts_b) != len(texts_a):
         raise ValueError(f"{len(texts_a)} first texts but {len(texts_b)} second ones")
     seqs = [get_tokens_and_segments(list(a), None if texts_b is None else list(texts_b[i]))
@@ -625,6 +799,11 @@ def encode_tagging(
     position t + 1; ``<cls>``, ``<sep>`` and padding get ``IGNORE_INDEX`` (-100), which
     ``F.cross_entropy`` skips.
     """
+    for i, item in enumerate(sentences):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ValueError(f"encode_tagging expects (tokens, tags) pairs; item {i} is {item!r}")
+        check_tokens_not_text(f"tokens of item {i}", item[0])
+        check_tokens_not_text(f"tags of item {i}", item[1])
     for words, tags in sentences:
         if len(words) != len(tags):
             raise ValueError(f"{len(words)} tokens but {len(tags)} tags in {list(words)}")
@@ -633,6 +812,12 @@ def encode_tagging(
     for i, (_, tags) in enumerate(sentences):
         labels[i, 1 : 1 + len(tags)] = torch.as_tensor(tag_vocab[list(tags)], dtype=torch.long)
     return tokens, segments, valid_lens, labels
+
+
+def _check_bert(bert: object, who: str, parts: tuple[str, ...]) -> None:
+    if not isinstance(bert, nn.Module) or not all(isinstance(getattr(bert, p, None), nn.Module) for p in parts):
+        raise TypeError(f"{who} expects a pretrained BERTModel (with {' and '.join('.' + p for p in parts)}), got "
+                        f"{type(bert).__name__}")
 
 
 def _unpack_inputs(tokens, segments, valid_lens):
@@ -659,6 +844,7 @@ class BERTClassifier(nn.Module):
         super().__init__()
         _check_int("num_classes", num_classes)
         _check_bool("copy", copy)
+        _check_bert(bert, "BERTClassifier", ("encoder", "hidden"))
         self.encoder, self.hidden = deepcopy((bert.encoder, bert.hidden)) if copy else (bert.encoder, bert.hidden)
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(bert.encoder.token_embedding.embedding_dim, num_classes)
@@ -687,6 +873,7 @@ class BERTTagger(nn.Module):
         super().__init__()
         _check_int("num_tags", num_tags)
         _check_bool("copy", copy)
+        _check_bert(bert, "BERTTagger", ("encoder",))
         self.encoder = deepcopy(bert.encoder) if copy else bert.encoder
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(bert.encoder.token_embedding.embedding_dim, num_tags)
@@ -711,7 +898,9 @@ def from_huggingface(model: nn.Module) -> BERTModel:
     or NSP head; one built with ``add_pooling_layer=False`` no pooler) keep their fresh
     initialization. Token ids are the Hugging Face tokenizer's, not a course ``Vocab``'s.
     ``attention_probs_dropout_prob`` becomes the attention dropout of every block.
-    ``transformers`` is imported here only (the ``hf`` extra).
+    ``transformers`` is imported here only (the ``hf`` extra). A task model with a
+    fine-tuned head of its own (``BertForSequenceClassification``, ...) is refused rather
+    than converted without its head; pass its ``.bert`` to convert the encoder alone.
     """
     from transformers import PreTrainedModel
 
@@ -720,6 +909,14 @@ def from_huggingface(model: nn.Module) -> BERTModel:
     if not isinstance(bert, PreTrainedModel) or getattr(cfg, "model_type", None) != "bert" \
             or not hasattr(bert, "embeddings"):
         raise ValueError(f"expected a Hugging Face BERT model (BertModel, BertForPreTraining, ...), got {type(model).__name__}")
+    if bert is not model:  # a task model: only the pretraining heads ("cls") have a place in ours
+        heads = [name for name, child in model.named_children()
+                 if name not in ("bert", "cls") and any(True for _ in child.parameters())]
+        if heads:
+            raise ValueError(
+                f"{type(model).__name__} has a fine-tuned head ({', '.join(heads)}) that the course's BERTModel has no "
+                "place for; from_huggingface converts BertModel, BertForPreTraining, BertForMaskedLM and "
+                "BertForNextSentencePrediction. To convert the encoder alone, without that head, pass model.bert")
     act = cfg.hidden_act if isinstance(cfg.hidden_act, str) else ""
     if act not in ACTIVATIONS:
         raise ValueError(f"hidden_act={cfg.hidden_act!r} is not supported (only {tuple(ACTIVATIONS)})")
@@ -875,8 +1072,66 @@ def to_huggingface(model: BERTModel, head: str = "pretraining") -> nn.Module:
     return theirs.to(device=ref.device, dtype=ref.dtype).train(model.training)
 
 
+# ------------------------------------------------------------------------------ checkpoints
+
+#: The ``format`` entry of a checkpoint written by :func:`save_pretrained`.
+CHECKPOINT_FORMAT = "course_lib.bert.BERTModel/1"
+
+
+def save_pretrained(model: BERTModel, vocab: Vocab, path, extra: dict | None = None) -> None:
+    """Write a complete, reloadable artifact: the weights, the model's configuration and its vocabulary.
+
+    One file (``torch.save`` of plain tensors, numbers, strings and lists, which
+    ``torch.load(..., weights_only=True)`` reads safely), written atomically: a temporary
+    file next to ``path``, renamed when complete, so that an interrupted save never
+    leaves a damaged file nor destroys an earlier one. ``extra`` (a dict of numbers,
+    strings and lists, e.g. the training options) is stored alongside.
+    :func:`load_pretrained` reads it back.
+    """
+    if not isinstance(model, BERTModel):
+        raise TypeError(f"save_pretrained expects a BERTModel, got {type(model).__name__}")
+    check_vocab_has(vocab, (), "save_pretrained")
+    if len(vocab) != model.config["vocab_size"]:
+        raise ValueError(f"the vocabulary has {len(vocab)} tokens but the model's vocab_size is "
+                         f"{model.config['vocab_size']}: save the vocabulary the model was trained with")
+    payload = {"format": CHECKPOINT_FORMAT, "config": dict(model.config), "vocab": list(vocab.idx_to_token),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "extra": dict(extra or {})}
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_pretrained(path, map_location: str | torch.device = "cpu") -> tuple[BERTModel, Vocab]:
+    """``(model, vocab)`` from a file of :func:`save_pretrained` (e.g. ``pretrain_bert --save``).
+
+    The model is rebuilt from the stored configuration, its weights loaded strictly, and
+    returned in evaluation mode on ``map_location``; ``vocab`` is the vocabulary it was
+    trained with. The file is read with ``weights_only=True`` (no code is run). A file
+    that is not such a checkpoint, or is damaged, raises a ValueError that says so.
+    """
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # a truncated file, another format, a pickle that needs code
+        raise ValueError(f"{path} is not a readable course_lib BERT checkpoint (written by save_pretrained or "
+                         f"pretrain_bert --save): {type(err).__name__}: {str(err)[:200]}") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        hint = " (a bare state dict: build the model yourself and call load_state_dict)" \
+            if isinstance(payload, dict) and "format" not in payload else ""
+        raise ValueError(f"{path} is not a course_lib BERT checkpoint: expected format {CHECKPOINT_FORMAT!r}, "
+                         f"got {found!r}{hint}")
+    config, tokens, state = payload.get("config"), payload.get("vocab"), payload.get("state_dict")
+    if not isinstance(config, dict) or not isinstance(tokens, list) or not isinstance(state, dict):
+        raise ValueError(f"{path} is a damaged checkpoint: its config, vocab or state_dict is missing")
+    vocab = Vocab.from_tokens(tokens, f"the vocabulary stored in {path}")
+    model = BERTModel(**config)
+    model.load_state_dict(state)
+    return model.to(map_location).eval(), vocab
+
+
 __all__ = [
     "BERT_CONFIGS",
+    "CHECKPOINT_FORMAT",
     "BERTClassifier",
     "BERTEncoder",
     "BERTModel",
@@ -893,13 +1148,17 @@ __all__ = [
     "from_huggingface",
     "gather_positions",
     "get_tokens_and_segments",
+    "load_pretrained",
     "load_pretraining_data",
     "mask_tokens",
     "masked_lm_loss",
     "nsp_pairs",
     "pretraining_loss",
+    "save_pretrained",
     "special_token_ids",
     "to_huggingface",
+    "trim_pair",
     "wikitext2_dataset",
     "wikitext2_documents",
+    "wikitext2_vocab",
 ]

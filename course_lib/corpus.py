@@ -47,6 +47,7 @@ from course_lib.corpus_grammar import (  # noqa: F401  (re-exported: the grammar
     elide,
     noun_phrase,
 )
+from course_lib._checks import check_int
 from course_lib.corpus_lexicon import ADJECTIVES, AMBIGUOUS, NOUNS, PLACE_PREPOSITIONS, PLACES, SENSE_TOPIC, TOPICS
 
 if TYPE_CHECKING:
@@ -60,8 +61,7 @@ def generate_documents(num_sentences: int, seed: int = 0) -> list[list[Sentence]
     so every document keeps the length it was drawn with (the last one may be cut short
     to reach ``num_sentences``). Each sentence records its document's index in ``doc``.
     """
-    if num_sentences < 1:
-        raise ValueError(f"num_sentences must be >= 1, got {num_sentences}")
+    check_int("num_sentences", num_sentences)
     rng = random.Random(seed)
     grammar = Grammar(rng)
     seen: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -115,8 +115,10 @@ def split_sentences(sentences: list[Sentence], seed: int = 0, valid: float = 0.1
     keeps its other sentences, in order.
     """
     for name, frac in (("valid", valid), ("test", test), ("novel_pairs", novel_pairs)):
-        if not 0 <= frac < 1:
-            raise ValueError(f"{name} must be a fraction in [0, 1), got {frac}")
+        if not isinstance(frac, (int, float)) or isinstance(frac, bool) or not 0 <= frac < 1:
+            raise ValueError(f"{name} must be a fraction in [0, 1), got {frac!r}")
+    if valid + test >= 1:
+        raise ValueError(f"valid + test must be below 1 (the rest is the training split), got {valid} + {test}")
     rng = random.Random(seed + 1)
     pairs = sorted({p for s in sentences for p in s.adj_nouns})
     held = frozenset(rng.sample(pairs, max(1, int(novel_pairs * len(pairs))))) if pairs else frozenset()
@@ -487,6 +489,7 @@ class Corpus:
         The sentences are drawn fresh (from a seed of their own), are decidable, and none
         appears in the training split. Returns word -> sense -> [(sentence, French word)].
         """
+        check_int("per_sense", per_sense)
         train = {s.en for s in self.train}
         rng = random.Random(self.seed + 7919)
         grammar = Grammar(rng)
@@ -524,10 +527,21 @@ def load_corpus(num_sentences: int = 8000, seed: int = 0, min_freq: int = 1) -> 
     The default size lets a small attention translation model train on a 2-core CPU in
     about a minute. Vocabularies are built from the training split only, so test words
     never seen in training map to ``<unk>``.
+
+    The validation and test splits take whole documents (3 to 6 sentences) first, so a
+    tiny corpus can leave a split empty: that raises a ValueError (about 20 sentences
+    are enough for every seed tried).
     """
     from course_lib.text import Vocab
 
+    check_int("num_sentences", num_sentences)
+    check_int("seed", seed, minimum=None)
     splits = split_sentences(generate_sentences(num_sentences, seed), seed)
+    empty = [name for name in ("train", "valid", "test") if not getattr(splits, name)]
+    if empty:
+        raise ValueError(f"load_corpus(num_sentences={num_sentences}, seed={seed}) leaves the {' and '.join(empty)} "
+                         f"split(s) empty (validation and test take whole documents of 3 to 6 sentences first); "
+                         "use num_sentences >= 20 (the default is 8000)")
     src_vocab = Vocab((t for s in splits.train for t in s.en), min_freq)
     tgt_vocab = Vocab((t for s in splits.train for t in s.fr), min_freq)
     tag_vocab = Vocab((t for s in splits.train for t in s.tags), reserved_tokens=["<unk>"])

@@ -5,7 +5,9 @@ never download. ``fetch(name)`` looks in the cache folder first (``$COURSE_DATA`
 ``~/.cache/course_lib``); otherwise it tries each URL in turn, verifies the SHA-1 of what
 arrived, and keeps the file only if it matches. Without a network it raises one
 ``DownloadError`` that says which file to get, from where, and where to put it.
-Archives are extracted only if every member stays inside the target folder.
+A file already at the target path whose SHA-1 differs (a copy placed by hand, say) is
+never deleted nor overwritten: ``fetch`` raises a ``DownloadError`` with the expected and
+the found hash. Archives are extracted only if every member stays inside the target folder.
 """
 
 from __future__ import annotations
@@ -73,12 +75,21 @@ def fetch(name: str, folder: Path | None = None, remote: Remote | None = None, t
             raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(REMOTES)}")
         remote = REMOTES[name]
     folder = Path(folder) if folder is not None else cache_dir()
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"the data folder {str(folder)!r} is a file, not a folder (set COURSE_DATA or pass folder=)")
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / remote.filename
     if target.exists():
-        if sha1_of(target) == remote.sha1:
+        found = sha1_of(target)
+        if found == remote.sha1:
             return target
-        target.unlink()  # a stale or damaged copy: fetch again
+        # Never delete or overwrite a file this function did not write (it writes only verified files).
+        raise DownloadError(
+            f"{target} exists but is not the expected file: its SHA-1 is {found}, expected {remote.sha1} "
+            f"(a different version, or a damaged or partial copy). It was left untouched: replace it with the "
+            f"right file, or move it away and call fetch again to download {remote.filename} from one of: "
+            f"{', '.join(remote.urls)}"
+        )
     failures = []
     for url in remote.urls:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=remote.filename + ".", suffix=".part")
@@ -143,6 +154,10 @@ def extract(archive: Path, folder: Path) -> Path:
     ``filter="data"`` where this Python has it, and member by member otherwise.
     """
     folder = Path(folder).resolve()
+    if not Path(archive).is_file():
+        raise ValueError(f"archive {str(archive)!r} is not a file")
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"the target folder {str(folder)!r} is a file, not a folder")
     folder.mkdir(parents=True, exist_ok=True)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
@@ -167,6 +182,8 @@ def extract(archive: Path, folder: Path) -> Path:
 
 def preprocess_fra_eng(text: str) -> str:
     """d2l's preprocessing: normalize spaces, lower-case, a space before , . ! ? where missing."""
+    if not isinstance(text, str):
+        raise TypeError(f"preprocess_fra_eng expects the text of fra.txt as a str, got {type(text).__name__}")
     text = text.replace("\u202f", " ").replace("\xa0", " ").lower()
     out = [" " + ch if i > 0 and ch in ",.!?" and text[i - 1] != " " else ch for i, ch in enumerate(text)]
     return "".join(out)
@@ -180,6 +197,8 @@ def tokenize_fra_eng(text: str) -> list[tuple[list[str], list[str]]]:
     1.0.3's ``MTFraEng._tokenize`` drops them (which also appends ``<eos>``; we do not).
     Lines without both sides are skipped.
     """
+    if not isinstance(text, str):
+        raise TypeError(f"tokenize_fra_eng expects the preprocessed text as a str, got {type(text).__name__}")
     pairs = []
     for line in text.split("\n"):
         parts = line.split("\t")
@@ -193,7 +212,9 @@ def tokenize_fra_eng(text: str) -> list[tuple[list[str], list[str]]]:
 
 
 def read_fra_eng(folder: Path, max_pairs: int | None = None) -> list[tuple[list[str], list[str]]]:
-    """Token pairs from fra-eng/fra.txt (tab-separated English, French, attribution)."""
+    """Token pairs from fra-eng/fra.txt (tab-separated English, French, attribution); the first ``max_pairs``."""
+    if max_pairs is not None and (not isinstance(max_pairs, int) or isinstance(max_pairs, bool) or max_pairs < 0):
+        raise ValueError(f"max_pairs must be None or an int >= 0, got {max_pairs!r}")
     path = Path(folder) / "fra-eng" / "fra.txt"
     if not path.is_file():
         raise ValueError(f"{path} not found: extract fra-eng.zip into {folder} first")
@@ -201,8 +222,20 @@ def read_fra_eng(folder: Path, max_pairs: int | None = None) -> list[tuple[list[
     return pairs if max_pairs is None else pairs[:max_pairs]
 
 
+WIKITEXT2_SPLITS = ("train", "valid", "test")
+
+
+def _check_wikitext2_split(split: object) -> None:
+    if split not in WIKITEXT2_SPLITS:
+        raise ValueError(f"unknown WikiText-2 split {split!r}; expected one of {WIKITEXT2_SPLITS}")
+
+
 def read_wikitext2(folder: Path, split: str = "train") -> list[list[str]]:
-    """Paragraphs of at least two sentences, each a list of lower-case sentences (as d2l does for BERT)."""
+    """Paragraphs of at least two sentences, each a list of lower-case sentences (as d2l does for BERT).
+
+    ``split``: "train", "valid" or "test".
+    """
+    _check_wikitext2_split(split)
     path = Path(folder) / "wikitext-2" / f"wiki.{split}.tokens"
     if not path.is_file():
         raise ValueError(f"{path} not found: extract wikitext-2-v1.zip into {folder} first")
@@ -221,5 +254,7 @@ def load_fra_eng(max_pairs: int | None = None, folder: Path | None = None) -> li
 
 
 def load_wikitext2(split: str = "train", folder: Path | None = None) -> list[list[str]]:
+    """Fetch (or find in the cache), verify, extract and read a WikiText-2 split ("train", "valid" or "test")."""
+    _check_wikitext2_split(split)  # before any download
     folder = Path(folder) if folder is not None else cache_dir()
     return read_wikitext2(extract(fetch("wikitext-2", folder), folder), split)

@@ -12,6 +12,10 @@ step just taken, (B, Ts); greedy decoding then returns them for plots.
 * ``translate``: greedy decoding of many sentences, a batch at a time (fast).
 * ``evaluate_bleu``: corpus BLEU of a model's translations.
 * ``length_buckets``: sentences grouped by source length.
+
+Sentences are lists of tokens (a str is refused: it would be read one character at a
+time); ``max_steps`` is an int >= 1; the vocabularies must hold ``<bos>`` and ``<eos>``.
+Every function puts the model in evaluation mode (``model.eval()``) and leaves it there.
 """
 
 from __future__ import annotations
@@ -22,7 +26,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib._checks import check_int, check_number, check_tokens_not_text, check_vocab_has
 from course_lib.text import BOS, EOS, PAD, Vocab, bleu
+
+
+def _check_decoding(tokens_or_sentences: object, src_vocab: Vocab, tgt_vocab: Vocab, max_steps: int,
+                    many: bool) -> None:
+    if many:
+        check_tokens_not_text("sentences", tokens_or_sentences)
+        for i, s in enumerate(tokens_or_sentences):  # type: ignore[attr-defined]
+            check_tokens_not_text(f"sentences[{i}]", s)
+    else:
+        check_tokens_not_text("tokens", tokens_or_sentences)
+    check_vocab_has(src_vocab, (EOS,), "decoding (src_vocab)")
+    check_vocab_has(tgt_vocab, (BOS, EOS), "decoding (tgt_vocab)")
+    check_int("max_steps", max_steps)
 
 
 def _encode(model: nn.Module, tokens: Sequence[str], src_vocab: Vocab, device):
@@ -48,6 +66,7 @@ def greedy_decode(
     Returns the output tokens (without <eos>) and, for a decoder with ``step_alignment``,
     the attention weights (output steps, source tokens + <eos>), else None.
     """
+    _check_decoding(tokens, src_vocab, tgt_vocab, max_steps, many=False)
     model.eval()
     state = _encode(model, tokens, src_vocab, device)
     step = torch.tensor([[tgt_vocab[BOS]]], device=device)
@@ -76,8 +95,8 @@ def translate(
     rounding in exact ties), many times faster: every step runs the decoder once for the
     whole batch, and a sentence that has written <eos> simply stops collecting tokens.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    check_int("batch_size", batch_size)
+    _check_decoding(sentences, src_vocab, tgt_vocab, max_steps, many=True)
     model.eval()
     eos, pad = src_vocab[EOS], src_vocab[PAD]
     results: list[list[str]] = []
@@ -119,8 +138,11 @@ def beam_search(
     ``beam_size`` candidates have ended with <eos>; only the final ranking is normalized.
     This is the usual practical compromise, not an exact search.
     """
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    _check_decoding(tokens, src_vocab, tgt_vocab, max_steps, many=False)
+    check_int("beam_size", beam_size)
+    if beam_size > len(tgt_vocab):  # each step keeps the best beam_size continuations of one token
+        raise ValueError(f"beam_size must be at most the target vocabulary's size, {len(tgt_vocab)}, got {beam_size}")
+    check_number("alpha", alpha)
     model.eval()
     state = _encode(model, tokens, src_vocab, device)
     eos = tgt_vocab[EOS]
@@ -163,6 +185,10 @@ def evaluate_bleu(
     """
     if decode not in ("greedy", "beam"):
         raise ValueError(f"decode must be 'greedy' or 'beam', got {decode!r}")
+    for i, s in enumerate(sentences):
+        if not hasattr(s, "en") or not hasattr(s, "fr"):
+            raise TypeError(f"evaluate_bleu expects course_lib.corpus Sentence objects (with .en and .fr token lists); "
+                            f"sentences[{i}] is a {type(s).__name__}")
     if decode == "greedy":
         outputs = translate(model, [s.en for s in sentences], src_vocab, tgt_vocab, max_steps, batch_size, device)
     else:

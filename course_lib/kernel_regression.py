@@ -4,12 +4,13 @@ Shape legend: Q queries (test inputs), K keys (training inputs), Dv value size.
 
 The estimator (Nadaraya 1964, Watson 1964), equation (1.3) of the chapter::
 
-    f(q) = sum_i  alpha(q, k_i) v_i,    alpha(q, k_i) = K((q - k_i) / h) / sum_j K((q - k_j) / h)
+    f(q) = sum_i  alpha(q, k_i) v_i,    alpha(q, k_i) = κ((q - k_i) / h) / sum_j κ((q - k_j) / h)
 
-Keys k_i and queries q are scalars; values v_i are scalars or vectors. ``h`` is the
-bandwidth (the kernel's width). With the Gaussian kernel the attention weights are
-exactly ``softmax(-((q - k_i) / h)**2 / 2)`` over i, which is how they are computed
-here (stable even for tiny widths).
+Keys k_i and queries q are scalars; values v_i are scalars or vectors. κ (kappa) is the
+kernel and ``h`` the bandwidth (the kernel's width; in the book ``h`` means nothing
+else). With the Gaussian kernel the attention weights are exactly
+``softmax(-((q - k_i) / h)**2 / 2)`` over i, which is how they are computed here (stable
+even for tiny widths).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from course_lib._checks import check_number
 from course_lib.masking import host_checks_allowed
 
 Kernel = Callable[[Tensor], Tensor]
@@ -132,6 +134,14 @@ def _pool(
     return preds, weights
 
 
+def _positive_number(x: object) -> bool:
+    try:
+        check_number("x", x, positive=True)
+    except ValueError:
+        return False
+    return True
+
+
 def nadaraya_watson(
     queries: Tensor,
     keys: Tensor,
@@ -173,7 +183,7 @@ def nadaraya_watson(
             raise ValueError(f"bandwidth must be a single positive number, got shape {tuple(bandwidth.shape)}")
         if host_checks_allowed(bandwidth) and not bool(bandwidth > 0):
             raise ValueError(f"bandwidth must be a single positive number, got {bandwidth!r}")
-    elif not bandwidth > 0:  # a Python number: checking it costs nothing (and catches NaN)
+    elif not _positive_number(bandwidth):  # a Python number: checking it costs nothing (and catches NaN)
         raise ValueError(f"bandwidth must be a single positive number, got {bandwidth!r}")
     bw = torch.as_tensor(bandwidth, dtype=queries.dtype, device=queries.device).reshape(())
     u = (queries.unsqueeze(1) - keys) / bw  # (Q, K)
@@ -202,8 +212,8 @@ class NWKernelRegression(nn.Module):
                 f"NWKernelRegression needs a kernel with a useful gradient in w: 'gaussian' or "
                 f"'epanechnikov', got {kernel!r}"
             )
-        if not init_w > 0:
-            raise ValueError(f"init_w must be positive, got {init_w!r}")
+        if not _positive_number(init_w):
+            raise ValueError(f"init_w must be positive (a finite number > 0), got {init_w!r}")
         self.kernel = kernel
         self.w = nn.Parameter(torch.tensor([float(init_w)]))
         self.attention_weights: Tensor | None = None

@@ -24,16 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def host_checks_allowed(t: Tensor) -> bool:
-    """Whether value checks that read a tensor back to Python are cheap for ``t``.
-
-    Checks such as ``bool((lens < 0).any())`` copy a result from the device to the host
-    and wait for it: on a GPU that stalls every forward call, and under
-    ``torch.compile`` it breaks the graph. So the course checks shapes and dtypes
-    always, but values only for CPU tensors outside ``torch.compile``.
-    """
-    return t.device.type == "cpu" and not torch.compiler.is_compiling()
+from course_lib._checks import check_int, host_checks_allowed  # noqa: F401  (host_checks_allowed: re-exported)
 
 
 def _check_valid_lens(valid_lens: Tensor, batch: int, num_queries: int, num_keys: int) -> Tensor:
@@ -84,7 +75,12 @@ def _length_mask(valid_lens: Tensor, batch: int, num_queries: int, num_keys: int
 
 
 def padding_mask(valid_lens: Tensor, num_queries: int, num_keys: int) -> Tensor:
-    """Boolean mask (B, Tq, Tk) from valid lengths (B,) or (B, Tq): True for the first valid_len keys."""
+    """Boolean mask (B, Tq, Tk) from valid lengths (B,) or (B, Tq): True for the first valid_len keys.
+
+    ``num_queries`` and ``num_keys`` are ints >= 0; the lengths must lie in [0, num_keys].
+    """
+    check_int("num_queries", num_queries, minimum=0)
+    check_int("num_keys", num_keys, minimum=0)
     batch = valid_lens.shape[0] if isinstance(valid_lens, Tensor) and valid_lens.dim() > 0 else -1
     return _length_mask(valid_lens, batch, num_queries, num_keys, per_query=True)  # (B, Tq, Tk)
 
@@ -96,7 +92,8 @@ def causal_mask(num_queries: int, num_keys: int | None = None, device: torch.dev
     the queries are the *last* ``num_queries`` positions: query i sees keys up to
     ``i + num_keys - num_queries``.
     """
-    num_keys = num_queries if num_keys is None else num_keys
+    check_int("num_queries", num_queries, minimum=0)
+    num_keys = num_queries if num_keys is None else check_int("num_keys", num_keys, minimum=0)
     if num_queries < 0 or num_keys < num_queries:
         raise ValueError(f"causal_mask needs 0 <= num_queries <= num_keys, got {num_queries} and {num_keys}")
     offset = num_keys - num_queries
@@ -106,9 +103,10 @@ def causal_mask(num_queries: int, num_keys: int | None = None, device: torch.dev
 
 
 def local_window_mask(num_queries: int, num_keys: int, window: int, device: torch.device | str | None = None) -> Tensor:
-    """Boolean mask (Tq, Tk): query i may attend to keys j with |i - j| <= window."""
-    if window < 0:
-        raise ValueError(f"window must be >= 0, got {window}")
+    """Boolean mask (Tq, Tk): query i may attend to keys j with |i - j| <= window (ints >= 0)."""
+    check_int("num_queries", num_queries, minimum=0)
+    check_int("num_keys", num_keys, minimum=0)
+    check_int("window", window, minimum=0)
     i = torch.arange(num_queries, device=device).unsqueeze(1)  # (Tq, 1)
     j = torch.arange(num_keys, device=device).unsqueeze(0)  # (1, Tk)
     return (i - j).abs() <= window  # (Tq, Tk)
@@ -125,6 +123,8 @@ def combine_masks(scores_shape: torch.Size, valid_lens: Tensor | None, attn_mask
     if valid_lens is not None:
         mask = _length_mask(valid_lens, batch, num_queries, num_keys, per_query=False)  # (B, Tq or 1, Tk)
     if attn_mask is not None:
+        if not isinstance(attn_mask, Tensor):
+            raise ValueError(f"attn_mask must be a boolean tensor or None, got {type(attn_mask).__name__}")
         if attn_mask.dtype != torch.bool:
             raise ValueError(f"attn_mask must be boolean (True = may attend), got dtype {attn_mask.dtype}")
         try:
@@ -149,10 +149,12 @@ def masked_softmax(X: Tensor, valid_lens: Tensor | None = None, attn_mask: Tenso
             attend; combined with valid_lens.
 
     Returns weights (B, Tq, Tk): non-negative, each row summing to one, except rows in
-    which every key is masked, which are all zeros. X is not modified.
+    which every key is masked, which are all zeros. X is not modified. Masked scores may
+    hold anything, even inf or NaN: they are replaced before the softmax.
     """
-    if not isinstance(X, Tensor) or X.dim() != 3:
-        raise ValueError(f"masked_softmax expects scores of shape (B, Tq, Tk), got {getattr(X, 'shape', X)!r}")
+    if not isinstance(X, Tensor) or X.dim() != 3 or not X.dtype.is_floating_point:
+        raise ValueError(f"masked_softmax expects scores of shape (B, Tq, Tk) and a floating-point dtype, got "
+                         f"{getattr(X, 'shape', X)!r} {getattr(X, 'dtype', '')}")
     mask = combine_masks(X.shape, valid_lens, attn_mask)
     if mask is None:
         return torch.softmax(X, dim=-1)

@@ -1,14 +1,17 @@
 """Chapter 4: multi-head (self-)attention and local-window attention.
 
-Shape legend: B batch, Tq queries, Tk keys (and values), D model size (``num_hiddens``),
-H heads, Dh = D / H the size of one head, W = 2 * window + 1 keys per query in local
-attention.
+Shape legend: B batch, Tq queries, Tk keys (and values), D model size (``num_hiddens``;
+the book's d), H heads (``num_heads``), Dh = D / H the size of one head (d_h), W =
+2 * window + 1 keys per query in local attention (``window`` is the book's ℓ).
 
 Multi-head attention (equations 4.2 and 4.3 of the chapter): project queries, keys and
 values with ``W_q``, ``W_k``, ``W_v`` (each D -> D), cut each projection into H heads of
 size Dh, run scaled dot-product attention in every head independently, concatenate the
-H outputs and mix them with ``W_o`` (D -> D). Self-attention is the special case in
-which queries, keys and values are the same sequence.
+H outputs and mix them with ``W_o`` (D -> D). The layers are ``nn.Linear``, so
+``W_q.weight`` holds the transpose of the book's row-form matrix: ``X @ W_q.weight.T`` is
+the book's ``X W_Q``. Self-attention is the special case in which queries, keys and
+values are the same sequence. Code indexes heads from 0; the book numbers them 1 to H,
+so the code's head j is the book's head j + 1.
 
 Two implementations with the same parameters and the same results, chosen by ``impl``:
 
@@ -33,12 +36,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib.attention_scoring import DotProductAttention, _check_impl, _check_qkv, fused_dot_product_attention
+from course_lib._checks import check_bool, check_features, check_int, describe, is_int
+from course_lib.attention_scoring import (
+    DotProductAttention,
+    _check_impl,
+    _check_qkv,
+    fused_dot_product_attention,
+    hide_masked_keys,
+)
 from course_lib.masking import combine_masks
 
 
 def _check_heads(num_hiddens: int, num_heads: int) -> None:
-    if not isinstance(num_hiddens, int) or not isinstance(num_heads, int) or num_hiddens <= 0 or num_heads <= 0:
+    if not is_int(num_hiddens) or not is_int(num_heads) or num_hiddens <= 0 or num_heads <= 0:
         raise ValueError(f"num_hiddens and num_heads must be positive ints, got {num_hiddens!r} and {num_heads!r}")
     if num_hiddens % num_heads:
         divisors = [h for h in range(1, num_hiddens + 1) if num_hiddens % h == 0]
@@ -49,9 +59,12 @@ def _check_heads(num_hiddens: int, num_heads: int) -> None:
 
 
 def split_heads(X: Tensor, num_heads: int) -> Tensor:
-    """(B, T, D) -> (B, H, T, Dh): feature block h (columns h*Dh .. (h+1)*Dh - 1) becomes head h."""
-    if X.dim() != 3:
-        raise ValueError(f"split_heads expects (B, T, D), got shape {tuple(X.shape)}")
+    """(B, T, D) -> (B, H, T, Dh): feature block j (columns j*Dh .. (j+1)*Dh - 1) becomes head j.
+
+    j counts from 0 here; the book calls this head j + 1.
+    """
+    if not isinstance(X, Tensor) or X.dim() != 3:
+        raise ValueError(f"split_heads expects a tensor (B, T, D), got {describe(X)}")
     _check_heads(X.shape[-1], num_heads)
     B, T, D = X.shape
     return X.reshape(B, T, num_heads, D // num_heads).transpose(1, 2)  # (B, T, H, Dh) -> (B, H, T, Dh)
@@ -59,8 +72,8 @@ def split_heads(X: Tensor, num_heads: int) -> Tensor:
 
 def merge_heads(X: Tensor) -> Tensor:
     """(B, H, T, Dh) -> (B, T, H * Dh): the inverse of :func:`split_heads` (concatenate the heads)."""
-    if X.dim() != 4:
-        raise ValueError(f"merge_heads expects (B, H, T, Dh), got shape {tuple(X.shape)}")
+    if not isinstance(X, Tensor) or X.dim() != 4:
+        raise ValueError(f"merge_heads expects a tensor (B, H, T, Dh), got {describe(X)}")
     B, H, T, Dh = X.shape
     return X.transpose(1, 2).reshape(B, T, H * Dh)  # (B, T, H, Dh) -> (B, T, D)
 
@@ -68,17 +81,19 @@ def merge_heads(X: Tensor) -> Tensor:
 def transpose_qkv(X: Tensor, num_heads: int) -> Tensor:
     """(B, T, D) -> (B * H, T, Dh): the heads moved into the batch axis (d2l's name).
 
-    Row ``b * H + h`` of the result is head h of sequence b.
+    Row ``b * H + j`` of the result is head j (counted from 0) of sequence b.
     """
     heads = split_heads(X, num_heads)  # (B, H, T, Dh)
-    return heads.reshape(-1, heads.shape[2], heads.shape[3])  # (B * H, T, Dh)
+    B, H, T, Dh = heads.shape
+    return heads.reshape(B * H, T, Dh)  # (B * H, T, Dh)
 
 
 def transpose_output(X: Tensor, num_heads: int) -> Tensor:
     """(B * H, T, Dh) -> (B, T, D): the inverse of :func:`transpose_qkv` (d2l's name)."""
-    if X.dim() != 3 or X.shape[0] % num_heads:
-        raise ValueError(f"transpose_output expects (B * {num_heads}, T, Dh), got shape {tuple(X.shape)}")
-    return merge_heads(X.reshape(-1, num_heads, X.shape[1], X.shape[2]))  # (B, H, T, Dh) -> (B, T, D)
+    check_int("num_heads", num_heads)
+    if not isinstance(X, Tensor) or X.dim() != 3 or X.shape[0] % num_heads:
+        raise ValueError(f"transpose_output expects a tensor (B * {num_heads}, T, Dh), got {describe(X)}")
+    return merge_heads(X.reshape(X.shape[0] // num_heads, num_heads, X.shape[1], X.shape[2]))  # (B, H, T, Dh) -> (B, T, D)
 
 
 def _linear(in_features: int | None, out_features: int, bias: bool) -> nn.Module:
@@ -87,6 +102,8 @@ def _linear(in_features: int | None, out_features: int, bias: bool) -> nn.Module
 
 class MultiHeadAttention(nn.Module):
     """Multi-head attention (equations 4.2-4.3): H heads of scaled dot-product attention.
+
+    Each head works on Dh = D / H features (``num_hiddens / num_heads``).
 
     ``MultiHeadAttention(num_hiddens, num_heads, dropout, bias=False)`` as in d2l 1.0.3:
     ``W_q``, ``W_k``, ``W_v`` and ``W_o`` map to ``num_hiddens`` features. As in d2l,
@@ -103,6 +120,13 @@ class MultiHeadAttention(nn.Module):
     ``impl="manual"`` keeps the weights of the last call in ``attention_weights``
     (B, H, Tq, Tk); ``impl="sdpa"`` uses PyTorch's fused kernel. Switch with
     ``module.impl = "sdpa"``: the parameters are the same.
+
+    Inputs: floating-point tensors of the parameters' dtype, whose last axes match the
+    projections' input sizes (given, or learned on the first call), at least one key.
+    Keys that no query may attend to may hold anything, even inf: they are set to zero
+    before the projections (see ``course_lib.attention_scoring``). In self-attention a
+    padded position is also a query: its own output row (meaningless anyway) and the
+    gradient of ``W_q`` still see what it holds, so pad with finite numbers.
     """
 
     def __init__(
@@ -118,6 +142,10 @@ class MultiHeadAttention(nn.Module):
     ) -> None:
         super().__init__()
         _check_heads(num_hiddens, num_heads)
+        check_bool("bias", bias)
+        for name, size in (("query_size", query_size), ("key_size", key_size), ("value_size", value_size)):
+            if size is not None:
+                check_int(name, size)
         self.num_hiddens, self.num_heads = num_hiddens, num_heads
         self.impl = _check_impl(impl)
         self.attention = DotProductAttention(dropout)  # the teaching path's per-head attention
@@ -151,12 +179,15 @@ class MultiHeadAttention(nn.Module):
         attn_mask: Tensor | None = None,
     ) -> Tensor:
         _check_qkv(queries, keys, values, same_size=False)
+        for layer, X, name in ((self.W_q, queries, "queries"), (self.W_k, keys, "keys"), (self.W_v, values, "values")):
+            check_features(layer, X, name)
         H = self.num_heads
-        q, k, v = self.W_q(queries), self.W_k(keys), self.W_v(values)  # (B, Tq, D), (B, Tk, D), (B, Tk, D)
-        B, Tq, Tk = q.shape[0], q.shape[1], k.shape[1]
+        B, Tq, Tk = queries.shape[0], queries.shape[1], keys.shape[1]
         mask = combine_masks(torch.Size((B, Tq, Tk)), valid_lens, attn_mask)  # (B, Tq or 1, Tk) bool, or None
         if mask is not None:  # give it its batch axis: (B, Tq or 1, Tk)
             mask = mask.expand(torch.broadcast_shapes(mask.shape, (B, 1, 1)))
+        keys, values = hide_masked_keys(mask, keys, values)  # keys no query may see: zero, whatever they held
+        q, k, v = self.W_q(queries), self.W_k(keys), self.W_v(values)  # (B, Tq, D), (B, Tk, D), (B, Tk, D)
         if self.impl == "sdpa":
             p = self.attention.dropout_p if self.training else 0.0
             out = fused_dot_product_attention(  # fully masked query rows give zeros on every backend
@@ -184,8 +215,10 @@ def local_attention(queries: Tensor, keys: Tensor, values: Tensor, window: int) 
     Args: queries, keys (..., T, D) and values (..., T, Dv), with any leading axes
     (e.g. (B, T, D) or (B, H, T, Dh)) and the same T. Returns (..., T, Dv).
     """
-    if not isinstance(window, int) or window < 0:
-        raise ValueError(f"window must be an int >= 0, got {window!r}")
+    check_int("window", window, minimum=0)
+    for name, t in (("queries", queries), ("keys", keys), ("values", values)):
+        if not isinstance(t, Tensor) or not t.dtype.is_floating_point:
+            raise ValueError(f"{name} must be a floating-point tensor (..., T, size), got {describe(t)}")
     if queries.dim() < 2 or queries.shape[:-1] != keys.shape[:-1] or keys.shape[:-1] != values.shape[:-1]:
         raise ValueError(
             "local_attention needs queries, keys and values of shapes (..., T, D), (..., T, D), (..., T, Dv) "

@@ -6,7 +6,7 @@ notebook can add a caption, a title or more lines.
 
 **Figures for the book's page.** The book shows a figure at its own size (100 pixels
 per inch of ``figsize``) unless it is wider than the text column, which on a desktop is
-about 780 px; a wider figure is shrunk to the column, and its text with it. So a figure
+about 770 px; a wider figure is shrunk to the column, and its text with it. So a figure
 at most ``PAGE_WIDTH`` (7.5) inches wide shows its text at full size: 10 pt is 14 px on
 the page, and the book's floor, 9 px, is 6.5 pt. A 13-inch figure is shrunk to 60 %,
 and its 10 pt text to 8 px. ``page_figsize(height)`` gives the page's width;
@@ -41,7 +41,7 @@ from matplotlib.figure import Figure
 ArrayLike = Any  # a tensor, a NumPy array or a (nested) list of numbers
 
 # The widest figure, in inches, that the book shows without shrinking it on a desktop
-# (at 100 dpi, 750 px; the text column is about 780 px wide).
+# (at 100 dpi, 750 px; the text column is about 770 px wide).
 PAGE_WIDTH = 7.5
 # The smallest font, in points, that the helpers below use: 6.5 pt is 9 px at full size.
 SMALLEST_FONT = 6.5
@@ -114,6 +114,8 @@ def plot(
     against its index; ``plot([x1, x2], [y1, y2])`` pairs them up. Series may be
     tensors (detached and moved to the CPU here), arrays or lists.
     """
+    if X is None:
+        raise ValueError("plot needs the data to draw: X (and optionally Y), got X=None")
     xs = _as_series(X)
     ys = _as_series(Y)
     if ys is None:
@@ -151,6 +153,11 @@ def plot(
 def _label_font(pitch_inches: float) -> float:
     """Font size (pt) for token labels one ``pitch_inches`` apart: as large as fits, 6.5 to 10 pt."""
     return float(min(10.0, max(SMALLEST_FONT, round(0.8 * 72 * pitch_inches, 1))))
+
+
+def _positions(most: int) -> matplotlib.ticker.Locator:
+    """Ticks at row or column positions: at most ``most`` of them, integers, in steps of 1, 2, 5, 10, ..."""
+    return matplotlib.ticker.MaxNLocator(most, integer=True, steps=[1, 2, 5, 10])
 
 
 def _heatmap_layout(
@@ -201,7 +208,8 @@ def show_heatmaps(
         xlabel, ylabel: labels of the bottom row's x axes and the left column's y axes.
         titles: one title per column, shown above the top row.
         figsize: by default, chosen from the grid's shape to fit the page
-            (``PAGE_WIDTH``) with square cells and no empty bands.
+            (``PAGE_WIDTH``) with square cells and no empty bands. A size given here
+            is filled: the cells stretch to it.
         vmin, vmax: colour limits; by default the smallest and largest entry over all
             panels, so that the one colour bar is true for every panel.
         row_titles: one name per row, shown left of the row (e.g. "block 1").
@@ -223,9 +231,9 @@ def show_heatmaps(
             "show_heatmaps expects matrices of shape (num_rows, num_cols, Q, K), "
             f"(num_cols, Q, K) or (Q, K); got shape {m.shape}"
         )
+    if m.size == 0:
+        raise ValueError(f"show_heatmaps needs at least one non-empty matrix, got an empty array of shape {m.shape}")
     num_rows, num_cols, q, k = m.shape
-    if min(m.shape) == 0:
-        raise ValueError(f"show_heatmaps got an empty array of shape {m.shape}")
     if titles is not None and len(titles) != num_cols:
         raise ValueError(f"show_heatmaps got {len(titles)} titles for {num_cols} columns")
     if row_titles is not None and len(row_titles) != num_rows:
@@ -243,9 +251,9 @@ def show_heatmaps(
     aspect = "equal" if abs(panel_h * k - panel_w * q) < 1e-6 * panel_w * q else "auto"
     if figsize is None:
         figsize = auto
-    else:  # the caller's size: scale the estimated panel with it
-        scale = min(figsize[0] / auto[0], figsize[1] / auto[1])
-        panel_w, panel_h, aspect = panel_w * scale, panel_h * scale, "equal"
+    else:  # the caller's size: the panels fill it (cells stretch), so that no empty band is left
+        panel_w, panel_h = panel_w * figsize[0] / auto[0], panel_h * figsize[1] / auto[1]
+        aspect = "auto"
     fig, axes = plt.subplots(
         num_rows, num_cols, figsize=figsize, sharex=True, sharey=True, squeeze=False, layout="constrained"
     )
@@ -259,11 +267,11 @@ def show_heatmaps(
             if xticks is not None:
                 ax.set_xticks(range(k), list(xticks), rotation=90, fontsize=label_font)
             else:
-                ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(most_ticks[0], integer=True))  # positions
+                ax.xaxis.set_major_locator(_positions(most_ticks[0]))
             if yticks is not None:
                 ax.set_yticks(range(q), list(yticks), fontsize=label_font)
             else:
-                ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(most_ticks[1], integer=True))
+                ax.yaxis.set_major_locator(_positions(most_ticks[1]))
             if i == num_rows - 1:
                 ax.set_xlabel(xlabel)
             if j == 0:

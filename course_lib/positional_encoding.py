@@ -1,6 +1,7 @@
 """Chapter 4: positional encodings, sinusoidal (fixed) and learned.
 
-Shape legend: B batch, T positions, D model size (``num_hiddens``), L ``max_len``.
+Shape legend: B batch, T positions, D model size (``num_hiddens``; the book's d), L
+``max_len``.
 
 Self-attention treats its input as a set: permute the input vectors and the outputs are
 permuted the same way. Adding a vector that depends on the position breaks that
@@ -11,8 +12,9 @@ symmetry. The sinusoidal encoding (equation 4.4 of the chapter, from Vaswani et 
     P[pos, 2i + 1] = cos(pos / 10000 ** (2i / D))
 
 Each column pair is a clock turning at its own frequency. Because of that, the encoding
-of position ``pos + k`` is a fixed linear map (a rotation of every column pair) of the
-encoding of ``pos``: :func:`relative_position_map` builds it.
+of position ``pos + offset`` is a fixed linear map (a rotation of every column pair) of
+the encoding of ``pos``: :func:`relative_position_map` builds it (the book's R_Δ, with
+Δ = ``offset``, equation 4.5).
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from course_lib._checks import check_int, check_probability, describe, is_int
+
 
 def _check_sizes(num_hiddens: int, max_len: int, even: bool = True) -> None:
-    if not isinstance(num_hiddens, int) or num_hiddens <= 0 or (even and num_hiddens % 2):
+    if not is_int(num_hiddens) or num_hiddens <= 0 or (even and num_hiddens % 2):
         need = "a positive even int (the encoding fills columns in sin/cos pairs)" if even else "a positive int"
         raise ValueError(f"num_hiddens must be {need}, got {num_hiddens!r}")
-    if not isinstance(max_len, int) or max_len <= 0:
+    if not is_int(max_len) or max_len <= 0:
         raise ValueError(f"max_len must be a positive int, got {max_len!r}")
 
 
@@ -46,13 +50,16 @@ def sinusoidal_encoding(max_len: int, num_hiddens: int) -> Tensor:
 
 
 def relative_position_map(offset: int, num_hiddens: int) -> Tensor:
-    """The (D, D) matrix M with ``P[pos + offset] = P[pos] @ M`` for every position.
+    """The (D, D) rotation R with ``P[pos + offset] = P[pos] @ R`` for every position.
 
-    M is block diagonal: for column pair (2i, 2i + 1) with frequency w, the 2 x 2 block is
-    ``[[cos(offset w), -sin(offset w)], [sin(offset w), cos(offset w)]]``, which follows
-    from sin(a + b) = sin a cos b + cos a sin b and cos(a + b) = cos a cos b - sin a sin b.
-    It depends on the offset only, not on ``pos``.
+    R (the book's R_Δ, equation 4.5, with Δ = ``offset``) is block diagonal: for column
+    pair (2i, 2i + 1) with frequency omega_i, the 2 x 2 block is
+    ``[[cos(offset omega_i), -sin(offset omega_i)], [sin(offset omega_i), cos(offset omega_i)]]``,
+    which follows from sin(a + b) = sin a cos b + cos a sin b and
+    cos(a + b) = cos a cos b - sin a sin b. It depends on the offset only, not on ``pos``.
+    ``offset`` is an int (negative: backwards).
     """
+    check_int("offset", offset, minimum=None)
     w = offset * frequencies(num_hiddens)  # (D/2,)
     M = torch.zeros(num_hiddens, num_hiddens, dtype=torch.float64)
     M[0::2, 0::2] = torch.diag(torch.cos(w))
@@ -65,6 +72,9 @@ def relative_position_map(offset: int, num_hiddens: int) -> Tensor:
 def _check_input(X: Tensor, num_hiddens: int, max_len: int) -> None:
     if not isinstance(X, Tensor) or X.dim() != 3 or X.shape[-1] != num_hiddens:
         raise ValueError(f"expected input (B, T, {num_hiddens}), got {getattr(X, 'shape', type(X).__name__)}")
+    if not X.dtype.is_floating_point:
+        raise ValueError(f"expected input (B, T, {num_hiddens}) of floating-point embeddings, got {describe(X)} "
+                         "(token ids go through an nn.Embedding first)")
     if X.shape[1] > max_len:
         raise ValueError(f"sequence of {X.shape[1]} positions is longer than max_len={max_len}; build with a larger max_len")
 
@@ -81,6 +91,7 @@ class PositionalEncoding(nn.Module):
     def __init__(self, num_hiddens: int, dropout: float, max_len: int = 1000) -> None:
         super().__init__()
         _check_sizes(num_hiddens, max_len)
+        check_probability("dropout", dropout)
         self.num_hiddens, self.max_len = num_hiddens, max_len
         self.dropout = nn.Dropout(dropout)
         self.register_buffer("P", sinusoidal_encoding(max_len, num_hiddens).unsqueeze(0), persistent=False)  # (1, L, D)
@@ -102,6 +113,7 @@ class LearnedPositionalEmbedding(nn.Module):
     def __init__(self, num_hiddens: int, dropout: float, max_len: int = 1000) -> None:
         super().__init__()
         _check_sizes(num_hiddens, max_len, even=False)
+        check_probability("dropout", dropout)
         self.num_hiddens, self.max_len = num_hiddens, max_len
         self.dropout = nn.Dropout(dropout)
         self.P = nn.Parameter(0.02 * torch.randn(1, max_len, num_hiddens))  # (1, L, D)

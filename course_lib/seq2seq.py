@@ -13,6 +13,11 @@ As in d2l, RNN tensors are time-major: (T, B, D).
   with the embedded previous token. Parameter names as in d2l's book.
 * ``EncoderDecoder``: the pair; ``forward(src, tgt_in, src_valid_len) -> logits (B, Tt, V)``.
 
+Inputs are checked with errors that name the argument: token ids (B, T) of an integer
+dtype in [0, vocab_size) (values on the CPU only, see ``course_lib.masking``), the
+encoder's ``valid_lens`` (B,) in [1, Ts], and a decoder state built from a batch of the
+same size as the target.
+
 Training (``train_seq2seq``, ``fit``) is in ``course_lib.training`` and decoding
 (``greedy_decode``, ``beam_search``, ``translate``, ``evaluate_bleu``) in
 ``course_lib.decoding``, shared with the later chapters; both are re-exported here.
@@ -23,7 +28,29 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from course_lib._checks import check_int, check_lengths, check_token_ids
 from course_lib.attention_scoring import AdditiveAttention
+
+
+def _check_sizes(**sizes: int) -> None:
+    for name, value in sizes.items():
+        check_int(name, value)
+
+
+def _check_step_input(X: Tensor, embedding: nn.Embedding, batch: int, who: str) -> None:
+    """Target ids (B, Tt) in the vocabulary, for a state built from a batch of the same size."""
+    check_token_ids(X, embedding.num_embeddings, who)
+    if X.shape[0] != batch:
+        raise ValueError(f"{who}: the decoder state was built for a batch of {batch} sequences (init_state), but the "
+                         f"target holds {X.shape[0]}: build the state from the same batch of sources")
+
+
+def _check_encoder_outputs(enc_all_outputs: object, who: str) -> None:
+    """An RNN encoder's ``(outputs (Ts, B, H), state (L, B, H))``."""
+    if not isinstance(enc_all_outputs, (tuple, list)) or len(enc_all_outputs) != 2 \
+            or not all(isinstance(t, Tensor) and t.dim() == 3 for t in enc_all_outputs):
+        raise ValueError(f"{who}.init_state expects the RNN encoder's (outputs (Ts, B, H), state (L, B, H)), got "
+                         f"{type(enc_all_outputs).__name__} (a Transformer encoder's outputs do not fit an RNN decoder)")
 
 
 def init_seq2seq(module: nn.Module) -> None:
@@ -61,6 +88,7 @@ class Seq2SeqEncoder(nn.Module):
     def __init__(self, vocab_size: int, embed_size: int, num_hiddens: int, num_layers: int, dropout: float = 0.0,
                  bidirectional: bool = False) -> None:
         super().__init__()
+        _check_sizes(vocab_size=vocab_size, embed_size=embed_size, num_hiddens=num_hiddens, num_layers=num_layers)
         if bidirectional and num_hiddens % 2:
             raise ValueError(f"a bidirectional encoder splits num_hiddens between two directions; got odd {num_hiddens}")
         self.bidirectional = bidirectional
@@ -80,12 +108,15 @@ class Seq2SeqEncoder(nn.Module):
         """With ``valid_lens`` the GRU stops at each sentence's last real token (a packed
         sequence): the final state then summarizes the sentence, not its padding, and
         padded positions output zeros. Without it, it runs over every position, as d2l's."""
-        if X.dim() != 2:
-            raise ValueError(f"the encoder expects token indices of shape (B, Ts), got {tuple(X.shape)}")
+        check_token_ids(X, self.embedding.num_embeddings, "Seq2SeqEncoder")
         embs = self.embedding(X.t().long())  # (Ts, B, E)
         if valid_lens is None:
             outputs, state = self.rnn(embs)  # outputs (Ts, B, D), state (L, B, D)
             return outputs, self._merge_directions(state)
+        if not isinstance(valid_lens, Tensor) or valid_lens.shape != X.shape[:1] or valid_lens.dtype.is_floating_point:
+            raise ValueError(f"valid_lens must be None or an integer tensor (B,) with B = {X.shape[0]}, got "
+                             f"{getattr(valid_lens, 'shape', valid_lens)!r} {getattr(valid_lens, 'dtype', '')}")
+        check_lengths(valid_lens, 1, X.shape[1], "valid_lens", f"at least one token, at most Ts = {X.shape[1]}")
         packed = nn.utils.rnn.pack_padded_sequence(embs, valid_lens.cpu(), enforce_sorted=False)
         outputs, state = self.rnn(packed)
         outputs, _ = nn.utils.rnn.pad_packed_sequence(outputs, total_length=X.shape[1])  # (Ts, B, D)
@@ -97,18 +128,21 @@ class Seq2SeqDecoder(nn.Module):
 
     def __init__(self, vocab_size: int, embed_size: int, num_hiddens: int, num_layers: int, dropout: float = 0.0) -> None:
         super().__init__()
+        _check_sizes(vocab_size=vocab_size, embed_size=embed_size, num_hiddens=num_hiddens, num_layers=num_layers)
         self.embedding = nn.Embedding(vocab_size, embed_size)
         self.rnn = _GRU(embed_size + num_hiddens, num_hiddens, num_layers, dropout)
         self.dense = nn.Linear(num_hiddens, vocab_size)
         self.apply(init_seq2seq)
 
     def init_state(self, enc_all_outputs: tuple[Tensor, Tensor], *args) -> list[Tensor]:
+        _check_encoder_outputs(enc_all_outputs, "Seq2SeqDecoder")
         _, hidden = enc_all_outputs
         # The context: the encoder's final state at the last real token (top layer), (B, D).
         return [hidden[-1], hidden]
 
     def forward(self, X: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         context, hidden = state
+        _check_step_input(X, self.embedding, hidden.shape[1], "Seq2SeqDecoder")
         embs = self.embedding(X.t().long())  # (Tt, B, E)
         fixed = context.unsqueeze(0).expand(embs.shape[0], -1, -1)  # (Tt, B, D): the same vector every step
         outputs, hidden = self.rnn(torch.cat([embs, fixed], dim=-1), hidden)  # (Tt, B, D)
@@ -139,6 +173,7 @@ class Seq2SeqAttentionDecoder(nn.Module):
 
     def __init__(self, vocab_size: int, embed_size: int, num_hiddens: int, num_layers: int, dropout: float = 0.0) -> None:
         super().__init__()
+        _check_sizes(vocab_size=vocab_size, embed_size=embed_size, num_hiddens=num_hiddens, num_layers=num_layers)
         self.attention = AdditiveAttention(num_hiddens, dropout, query_size=num_hiddens, key_size=num_hiddens)
         self.embedding = nn.Embedding(vocab_size, embed_size)
         self.rnn = nn.GRU(embed_size + num_hiddens, num_hiddens, num_layers, dropout=dropout)
@@ -147,11 +182,13 @@ class Seq2SeqAttentionDecoder(nn.Module):
         self._attention_weights: list[Tensor] = []
 
     def init_state(self, enc_all_outputs: tuple[Tensor, Tensor], enc_valid_lens: Tensor | None = None, *args) -> list:
+        _check_encoder_outputs(enc_all_outputs, "Seq2SeqAttentionDecoder")
         outputs, hidden = enc_all_outputs
         return [outputs.permute(1, 0, 2), hidden, enc_valid_lens]  # keys/values batch-first: (B, Ts, D)
 
     def forward(self, X: Tensor, state: list) -> tuple[Tensor, list]:
         enc_outputs, hidden, enc_valid_lens = state
+        _check_step_input(X, self.embedding, enc_outputs.shape[0], "Seq2SeqAttentionDecoder")
         embs = self.embedding(X.t().long())  # (Tt, B, E)
         # The keys' half of every score, W_k h_t, is the same at every step: project once.
         keys = self.attention.W_k(enc_outputs)  # (B, Ts, D)

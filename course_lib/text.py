@@ -11,6 +11,7 @@ sequence and return valid lengths, the form the attention layers' ``valid_lens``
 from __future__ import annotations
 
 import json
+import numbers
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -18,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from course_lib._checks import atomic_write, check_int, check_tokens_not_text, is_int
 
 PAD, BOS, EOS, UNK, CLS, SEP, MASK = "<pad>", "<bos>", "<eos>", "<unk>", "<cls>", "<sep>", "<mask>"
 RESERVED = (PAD, BOS, EOS, UNK, CLS, SEP, MASK)
@@ -28,15 +31,27 @@ class Vocab:
 
     ``vocab["cat"]`` and ``vocab[["the", "cat"]]`` give indices (unknown tokens give the
     index of ``<unk>``); ``vocab.to_tokens(indices)`` goes back. Same interface as d2l's.
+
+    ``tokens`` is an iterable of str tokens (a str itself is refused: it would give a
+    vocabulary of characters). ``vocab[...]`` takes a token or a (nested) list of
+    tokens, never ids; ``to_tokens`` takes an int, a (nested) list of ints or an integer
+    tensor of any shape, each in [0, len(vocab)), and returns the same nesting of tokens.
     """
 
     def __init__(self, tokens: Iterable[str] = (), min_freq: int = 1, reserved_tokens: Sequence[str] = RESERVED) -> None:
-        if min_freq < 1:
-            raise ValueError(f"min_freq must be >= 1, got {min_freq}")
+        check_int("min_freq", min_freq)
+        check_tokens_not_text("tokens", tokens)
+        check_tokens_not_text("reserved_tokens", reserved_tokens)
+        if any(not isinstance(t, str) for t in reserved_tokens):
+            raise TypeError(f"reserved_tokens must be str tokens, got {list(reserved_tokens)!r}")
         reserved = list(dict.fromkeys(reserved_tokens))
         if UNK not in reserved:
             reserved.append(UNK)
         counts = Counter(tokens)
+        bad = next((t for t in counts if not isinstance(t, str)), None)
+        if bad is not None:
+            raise TypeError(f"tokens must be str (one token each, e.g. sentence.split()), got {type(bad).__name__} "
+                            f"{bad!r}")
         frequent = sorted((t for t, c in counts.items() if c >= min_freq and t not in reserved), key=lambda t: (-counts[t], t))
         self.idx_to_token: list[str] = reserved + frequent
         self.token_to_idx = {t: i for i, t in enumerate(self.idx_to_token)}
@@ -48,14 +63,28 @@ class Vocab:
     def __getitem__(self, tokens):
         if isinstance(tokens, str):
             return self.token_to_idx.get(tokens, self.unk)
-        return [self[t] for t in tokens]
+        if isinstance(tokens, Iterable) and not isinstance(tokens, Tensor):
+            return [self[t] for t in tokens]
+        hint = " (ids go the other way: vocab.to_tokens(ids))" if isinstance(tokens, (numbers.Integral, Tensor)) else ""
+        raise TypeError(f"vocab[...] maps a token (str) or a list of tokens to ids, got {type(tokens).__name__} "
+                        f"{tokens!r}{hint}")
 
     def to_tokens(self, indices):
         if isinstance(indices, Tensor):
+            if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
+                raise TypeError(f"to_tokens expects integer ids, got a tensor of dtype {indices.dtype}")
             indices = indices.tolist()
-        if isinstance(indices, int):
-            return self.idx_to_token[indices]
-        return [self.idx_to_token[int(i)] for i in indices]
+        elif hasattr(indices, "tolist") and hasattr(indices, "dtype"):  # a NumPy array or scalar
+            indices = indices.tolist()
+        if isinstance(indices, (list, tuple)):
+            return [self.to_tokens(i) for i in indices]
+        if not is_int(indices):
+            raise TypeError(f"to_tokens expects an int id, a list of ids or an integer tensor, got "
+                            f"{type(indices).__name__} {indices!r}")
+        if not 0 <= indices < len(self.idx_to_token):
+            raise ValueError(f"token id must be in [0, {len(self.idx_to_token)}) for a vocabulary of "
+                             f"{len(self.idx_to_token)} tokens, got {indices}")
+        return self.idx_to_token[indices]
 
     @property
     def unk(self) -> int:
@@ -66,25 +95,49 @@ class Vocab:
         return self.token_to_idx.get(PAD, -1)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"idx_to_token": self.idx_to_token}, ensure_ascii=False, indent=0))
+        """Write the tokens to a JSON file, atomically (a failure leaves an earlier file untouched)."""
+        text = json.dumps({"idx_to_token": self.idx_to_token}, ensure_ascii=False, indent=0)
+        atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+    @classmethod
+    def from_tokens(cls, tokens: Sequence[str], source: str = "idx_to_token") -> Vocab:
+        """The vocabulary whose token i is ``tokens[i]`` (distinct str tokens, ``<unk>`` among them)."""
+        if not isinstance(tokens, (list, tuple)) or any(not isinstance(t, str) for t in tokens) \
+                or UNK not in tokens or len(set(tokens)) != len(tokens):
+            raise ValueError(f"{source} is not a Vocab's token list (expected distinct str tokens, {UNK!r} among them)")
+        vocab = cls([], reserved_tokens=[])
+        vocab.idx_to_token = list(tokens)
+        vocab.token_to_idx = {t: i for i, t in enumerate(tokens)}
+        return vocab
 
     @classmethod
     def load(cls, path: str | Path) -> Vocab:
-        data = json.loads(Path(path).read_text())
+        """A vocabulary written by :meth:`save`; a damaged or foreign file raises a ValueError."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not a saved Vocab (expected JSON {{'idx_to_token': [...]}}): {err}") from None
         tokens = data.get("idx_to_token") if isinstance(data, dict) else None
-        if not isinstance(tokens, list) or UNK not in tokens:
-            raise ValueError(f"{path} is not a saved Vocab (expected {{'idx_to_token': [... '<unk>' ...]}})")
-        vocab = cls([], reserved_tokens=[])
-        vocab.idx_to_token = tokens
-        vocab.token_to_idx = {t: i for i, t in enumerate(tokens)}
-        return vocab
+        try:
+            return cls.from_tokens(tokens)  # type: ignore[arg-type]
+        except ValueError:
+            raise ValueError(f"{path} is not a saved Vocab (expected {{'idx_to_token': [distinct str tokens, "
+                             f"{UNK!r} among them]}})") from None
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], pad: int, num_steps: int | None = None) -> tuple[Tensor, Tensor]:
     """Pad to the longest sequence (or to num_steps): returns (B, T) indices and (B,) valid lengths.
 
     A sequence longer than num_steps raises a ValueError rather than being cut silently.
+    Sequences hold int ids (a str is refused); ``pad`` is an int; ``num_steps`` an int >= 0.
     """
+    check_int("pad", pad, minimum=None)
+    if num_steps is not None:
+        check_int("num_steps", num_steps, minimum=0)
+    check_tokens_not_text("sequences", sequences)
+    for i, seq in enumerate(sequences):
+        if isinstance(seq, str) or any(not is_int(t) for t in seq):
+            raise TypeError(f"pad_batch expects sequences of int ids; sequence {i} is {seq!r}")
     lengths = [len(s) for s in sequences]
     width = max(lengths, default=0) if num_steps is None else num_steps
     if num_steps is not None and lengths and max(lengths) > num_steps:
@@ -95,10 +148,28 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad: int, num_steps: int | Non
     return out, torch.tensor(lengths, dtype=torch.long)
 
 
+def _check_pairs(items: Sequence, first: str, second: str, who: str) -> None:
+    for i, item in enumerate(items):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ValueError(f"{who} expects ({first}, {second}) pairs; item {i} is {item!r}")
+        check_tokens_not_text(f"{first} of item {i}", item[0])
+        if second != "label":
+            check_tokens_not_text(f"{second} of item {i}", item[1])
+
+
+def _check_vocabs(**vocabs: tuple) -> None:
+    for who, given in vocabs.items():
+        for v in given:
+            if not isinstance(v, Vocab):
+                raise TypeError(f"{who} expects course_lib.text.Vocab vocabularies, got {type(v).__name__}")
+
+
 class TranslationDataset(Dataset):
-    """Pairs of (source indices + <eos>, target indices + <eos>)."""
+    """Pairs of (source indices + <eos>, target indices + <eos>); pairs of token lists."""
 
     def __init__(self, pairs: Sequence[tuple[Sequence[str], Sequence[str]]], src_vocab: Vocab, tgt_vocab: Vocab) -> None:
+        _check_pairs(pairs, "source tokens", "target tokens", "TranslationDataset")
+        _check_vocabs(TranslationDataset=(src_vocab, tgt_vocab))
         self.src_vocab, self.tgt_vocab = src_vocab, tgt_vocab
         self.items = [(src_vocab[list(s)] + [src_vocab[EOS]], tgt_vocab[list(t)] + [tgt_vocab[EOS]]) for s, t in pairs]
 
@@ -119,6 +190,8 @@ class TaggingDataset(Dataset):
     """Token indices with one label per token (sequence labeling, e.g. part-of-speech tags)."""
 
     def __init__(self, sentences: Sequence[tuple[Sequence[str], Sequence[str]]], vocab: Vocab, tag_vocab: Vocab) -> None:
+        _check_pairs(sentences, "tokens", "tags", "TaggingDataset")
+        _check_vocabs(TaggingDataset=(vocab, tag_vocab))
         for tokens, tags in sentences:
             if len(tokens) != len(tags):
                 raise ValueError(f"{len(tokens)} tokens but {len(tags)} tags in {list(tokens)}")
@@ -142,6 +215,12 @@ class ClassificationDataset(Dataset):
     """Token indices with one label per sequence (e.g. the topic)."""
 
     def __init__(self, sentences: Sequence[tuple[Sequence[str], int]], vocab: Vocab) -> None:
+        _check_pairs(sentences, "tokens", "label", "ClassificationDataset")
+        _check_vocabs(ClassificationDataset=(vocab,))
+        for i, (_, label) in enumerate(sentences):
+            if not is_int(label) or label < 0:
+                raise ValueError(f"ClassificationDataset: labels must be class indices (ints >= 0); item {i} has "
+                                 f"{label!r}")
         self.vocab = vocab
         self.items = [(vocab[list(t)], int(label)) for t, label in sentences]
 
@@ -206,6 +285,9 @@ def loader(dataset, batch_size: int, shuffle: bool = False, seed: int = 0, by_le
     spent on padding. The loader's ``generator`` drives the shuffling either way, so
     re-seeding it (as ``course_lib.training.fit`` does) repeats the same batches.
     """
+    check_int("batch_size", batch_size)
+    if not callable(getattr(dataset, "collate", None)):
+        raise TypeError(f"loader expects a course_lib.text dataset (with a collate method), got {type(dataset).__name__}")
     generator = torch.Generator().manual_seed(seed)
     if not by_length:
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=dataset.collate, generator=generator)
@@ -224,8 +306,14 @@ def bleu(hypotheses: Sequence[Sequence[str]], references: Sequence[Sequence[str]
     """
     import sacrebleu
 
+    for name, texts in (("hypotheses", hypotheses), ("references", references)):
+        check_tokens_not_text(name, texts)
+        for i, t in enumerate(texts):
+            check_tokens_not_text(f"{name}[{i}]", t)
     if len(hypotheses) != len(references):
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
+    if not hypotheses:
+        raise ValueError("BLEU needs at least one sentence (a corpus BLEU of no sentence is undefined), got none")
     hyps = [" ".join(h) for h in hypotheses]
     refs = [" ".join(r) for r in references]
     # force: the text is tokenized on purpose (sacrebleu would otherwise warn on stderr)

@@ -26,11 +26,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib._checks import (
+    check_bool,
+    check_index_range,
+    check_int,
+    check_lengths,
+    check_number,
+    check_token_ids,
+    check_vocab_has,
+)
 from course_lib.text import BOS, Vocab
 
 
 def shift_right(tgt: Tensor, bos: int) -> Tensor:
-    """Decoder input for teacher forcing: <bos> followed by the target without its last token."""
+    """Decoder input for teacher forcing: <bos> followed by the target without its last token.
+
+    ``tgt`` (B, Tt) integer token ids; ``bos`` the id of ``<bos>``, an int.
+    """
+    check_token_ids(tgt, None, "shift_right", "tgt")
+    check_int("bos", bos, minimum=0)
     return torch.cat([torch.full_like(tgt[:, :1], bos), tgt[:, :-1]], dim=1)
 
 
@@ -39,14 +53,30 @@ def masked_ce_loss(logits: Tensor, tgt: Tensor, tgt_valid_len: Tensor, label_smo
 
     With ``label_smoothing = eps`` the target distribution puts 1 - eps on the right token
     and spreads eps evenly over the whole vocabulary (PyTorch's convention).
+
+    ``tgt`` holds integer ids in [0, V) at the real positions (before ``tgt_valid_len``);
+    padded positions may hold anything. ``tgt_valid_len`` (B,) holds lengths in [0, Tt].
+    A batch without any real token has a loss of 0 (not NaN), as ``masked_lm_loss``.
+    Ids and lengths are range-checked on the CPU (see ``course_lib.masking``).
     """
-    if not 0.0 <= label_smoothing < 1.0:
+    if not isinstance(label_smoothing, (int, float)) or isinstance(label_smoothing, bool) \
+            or not 0.0 <= label_smoothing < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    if not isinstance(logits, Tensor) or logits.dim() != 3 or not logits.dtype.is_floating_point:
+        raise ValueError(f"logits must be a floating-point tensor (B, Tt, V), got "
+                         f"{getattr(logits, 'shape', type(logits).__name__)} {getattr(logits, 'dtype', '')}")
+    check_token_ids(tgt, None, "masked_ce_loss", "tgt")
     if logits.shape[:2] != tgt.shape:
         raise ValueError(f"logits {tuple(logits.shape)} do not match targets {tuple(tgt.shape)}: expected (B, Tt, V) and (B, Tt)")
+    if not isinstance(tgt_valid_len, Tensor) or tgt_valid_len.shape != tgt.shape[:1] or tgt_valid_len.dtype == torch.bool:
+        raise ValueError(f"tgt_valid_len must be a tensor (B,) with B = {tgt.shape[0]}, got "
+                         f"{getattr(tgt_valid_len, 'shape', tgt_valid_len)!r}")
+    check_lengths(tgt_valid_len, 0, tgt.shape[1], "tgt_valid_len", f"Tt = {tgt.shape[1]} target positions")
     mask = torch.arange(tgt.shape[1], device=tgt.device).unsqueeze(0) < tgt_valid_len.unsqueeze(1)  # (B, Tt)
+    tgt = torch.where(mask, tgt, torch.zeros_like(tgt))  # padding may hold anything: never read
+    check_index_range(tgt, logits.shape[-1], "tgt", f"at the real positions, for a vocabulary of {logits.shape[-1]} tokens")
     losses = F.cross_entropy(logits.transpose(1, 2), tgt, reduction="none", label_smoothing=label_smoothing)
-    return (losses * mask).sum() / mask.sum()
+    return (losses * mask).sum() / mask.sum().clamp(min=1)
 
 
 # --- learning-rate schedules: step (1, 2, ...) -> multiplier of the base learning rate ---
@@ -64,8 +94,7 @@ def warmup_schedule(warmup_steps: int) -> Callable[[int], float]:
     this is the same curve divided by its peak value, so the base learning rate given to
     the optimizer is the peak.
     """
-    if warmup_steps < 1:
-        raise ValueError(f"warmup_steps must be >= 1, got {warmup_steps}")
+    check_int("warmup_steps", warmup_steps)
 
     def schedule(step: int) -> float:
         step = max(step, 1)
@@ -76,8 +105,7 @@ def warmup_schedule(warmup_steps: int) -> Callable[[int], float]:
 
 def linear_warmup(warmup_steps: int) -> Callable[[int], float]:
     """Linear warm-up over ``warmup_steps``, then the base learning rate."""
-    if warmup_steps < 1:
-        raise ValueError(f"warmup_steps must be >= 1, got {warmup_steps}")
+    check_int("warmup_steps", warmup_steps)
     return lambda step: min(max(step, 1) / warmup_steps, 1.0)
 
 
@@ -190,11 +218,39 @@ def fit(
       every epoch, in eval mode. With ``patience = p``, training stops when the score has not
       improved for p epochs, and with ``restore_best`` the best epoch's weights are put back.
     * ``time_budget`` (seconds of training) stops after the epoch that exceeds it.
+    * ``grad_clip``: None (no clipping) or the largest gradient norm, a number > 0
+      (0 would scale every gradient to zero and train nothing).
+
+    **The model is returned in evaluation mode** (``model.eval()``: no dropout), ready to
+    be evaluated or decoded. To go on training it with a loop of your own, call
+    ``model.train()`` first.
+
+    Bad arguments raise a ``ValueError`` before training starts: sizes and rates out of
+    range, a loader without batches or whose batches are not 4-tuples, a ``tgt_vocab``
+    without ``<bos>``; a ``valid_fn`` that returns anything but a finite number (NaN, a
+    string) raises after its first call.
     """
-    if num_epochs < 1:
-        raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
-    if patience is not None and (valid_fn is None or patience < 1):
-        raise ValueError("early stopping needs a valid_fn and patience >= 1")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"fit expects a torch.nn.Module to train, got {type(model).__name__}")
+    check_int("num_epochs", num_epochs)
+    check_number("lr", lr, positive=True)
+    if grad_clip is not None:
+        check_number("grad_clip", grad_clip, positive=True)
+    check_int("seed", seed, minimum=0)
+    check_vocab_has(tgt_vocab, (BOS,), "fit (tgt_vocab)")
+    for name, fn in (("schedule", schedule), ("valid_fn", valid_fn)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be a function or None, got {type(fn).__name__}")
+    if schedule is not None:
+        check_number("schedule(1)", schedule(1), minimum=0.0)
+    if patience is not None and (valid_fn is None or not isinstance(patience, int) or isinstance(patience, bool)
+                                 or patience < 1):
+        raise ValueError(f"early stopping needs a valid_fn and patience an int >= 1, got patience={patience!r} "
+                         f"and valid_fn={valid_fn!r}")
+    check_bool("restore_best", restore_best)
+    if time_budget is not None:
+        check_number("time_budget", time_budget, positive=True)
+    steps_per_epoch = _check_loader(loader)
     torch.manual_seed(seed)  # dropout, if the model has any
     generator = getattr(loader, "generator", None)
     if isinstance(generator, torch.Generator):
@@ -204,7 +260,6 @@ def fit(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: schedule(i + 1)) if schedule else None
     bos = tgt_vocab[BOS]
     curve = LiveLoss(title) if show else None
-    steps_per_epoch = len(loader)
     bar = ProgressBar(title, num_epochs * steps_per_epoch) if show else None
     history = History()
     best_state, best_score, elapsed = None, -math.inf, 0.0
@@ -212,7 +267,11 @@ def fit(
         start = time.perf_counter()
         model.train()
         total, count = 0.0, 0
-        for step, (src, src_len, tgt, tgt_len) in enumerate(loader, 1):
+        for step, batch in enumerate(loader, 1):
+            if not isinstance(batch, (tuple, list)) or len(batch) != 4:
+                raise ValueError("fit expects batches (src, src_valid_len, tgt, tgt_valid_len), got "
+                                 f"{_describe_batch(batch)}; for other tasks (tagging, classification) write a loop")
+            src, src_len, tgt, tgt_len = batch
             src, src_len, tgt, tgt_len = (t.to(device) for t in (src, src_len, tgt, tgt_len))
             logits = model(src, shift_right(tgt, bos), src_len)
             loss = masked_ce_loss(logits, tgt, tgt_len, label_smoothing)  # mean over the batch's real tokens
@@ -229,6 +288,8 @@ def fit(
                 bar.update(epoch * steps_per_epoch + step, f"batches, epoch {epoch + 1}/{num_epochs}, "
                            f"loss {total / count:.3f}", epoch_end=step == steps_per_epoch)
         elapsed += time.perf_counter() - start
+        if count == 0:
+            raise ValueError(f"epoch {epoch + 1}: the loader's targets hold no token (every tgt_valid_len is 0)")
         history.losses.append(total / count)
         history.seconds.append(elapsed)
         history.learning_rates.append(optimizer.param_groups[0]["lr"])
@@ -236,7 +297,13 @@ def fit(
             curve.update(history.losses[-1])
         if valid_fn is not None:
             model.eval()
-            score = float(valid_fn(model))
+            score = valid_fn(model)
+            if isinstance(score, Tensor) and score.numel() == 1:
+                score = score.item()
+            if not isinstance(score, (int, float)) or isinstance(score, bool) or not math.isfinite(score):
+                raise ValueError(f"valid_fn must return a finite number, higher is better (e.g. BLEU), got {score!r} "
+                                 f"after epoch {epoch + 1}")
+            score = float(score)
             history.valid_scores.append(score)
             if score > best_score:
                 best_score, history.best_epoch = score, epoch + 1
@@ -255,6 +322,24 @@ def fit(
               f"loss {history.losses[0]:.3f} -> {history.losses[-1]:.3f}{extra}")
     model.eval()
     return history
+
+
+def _describe_batch(batch: object) -> str:
+    if isinstance(batch, (tuple, list)):
+        return f"a {type(batch).__name__} of {len(batch)} items"
+    return f"a {type(batch).__name__}"
+
+
+def _check_loader(loader: object) -> int:
+    """Number of batches per epoch of a loader with ``len``; an empty loader is refused."""
+    try:
+        steps = len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"loader must be a DataLoader (or any iterable with len()) of batches "
+                        f"(src, src_valid_len, tgt, tgt_valid_len), got {type(loader).__name__}") from None
+    if steps == 0:
+        raise ValueError("loader has no batch: an empty data set, or drop_last=True with fewer examples than one batch")
+    return steps
 
 
 def train_seq2seq(

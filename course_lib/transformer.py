@@ -41,6 +41,24 @@ continue several hypotheses from the same state.
 and adds a final LayerNorm ``norm`` after the last block. The default, post-norm, is the
 paper's and d2l's, and has d2l's state dict (no ``norm``).
 
+**Initialization.** ``TransformerEncoder``, ``TransformerDecoder`` and so
+``build_transformer`` initialize their parameters with :func:`init_transformer_weights`,
+the Annotated Transformer's choice: every weight matrix, the embeddings included,
+Xavier-uniform (Glorot and Bengio, 2010), with standard deviation sqrt(2 / (fan_in +
+fan_out)); biases and LayerNorms keep PyTorch's defaults. (The paper does not say how
+it initializes.) An embedding's entries then have spread sqrt(2 / (V + D)), and
+multiplied by sqrt(D) (the paper's section 3.4), sqrt(2D / (V + D)), below sqrt(2): 0.56
+for the course corpus (V = 347, D = 64), the scale of the positional encoding's entries
+(which lie in [-1, 1]); an output layer tied to the embedding scores every word with a
+dot product of that same spread, so an untrained model starts close to the loss ln V of a
+uniform guess, tied or not. PyTorch's own default for ``nn.Embedding``, N(0, 1), would
+give the scaled entries a spread of sqrt(D), 8 at D = 64, which drowns the positional
+encoding, and a tied output layer scores of spread sqrt(D): an untrained model that is
+confidently wrong. With a very large vocabulary the scaled embedding is smaller than the
+positional encoding (0.17 at V = 37,000, D = 512), which the Annotated Transformer's
+models train with. The blocks on their own keep PyTorch's defaults (BERT, chapter 6,
+builds its own stack from them). ``scale_embedding=False`` leaves out the sqrt(D) factor.
+
 **Two attention paths.** ``impl="manual"`` (teaching path) keeps every head's weights
 for plots (``attention_weights``); ``impl="sdpa"`` uses PyTorch's fused kernel. Same
 parameters, same results. Every block, encoder and decoder has an ``impl`` property that
@@ -65,6 +83,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from course_lib._checks import check_features, check_index_range, check_probability, refuse_untied_state_dict
 from course_lib.attention_scoring import IMPLEMENTATIONS, fused_dot_product_attention
 from course_lib.masking import causal_mask, combine_masks
 from course_lib.multihead_attention import MultiHeadAttention, merge_heads, split_heads, transpose_output, transpose_qkv
@@ -90,10 +109,13 @@ def _check_bool(name: str, value: object) -> None:
         raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
-def _check_tokens(X: Tensor, who: str) -> None:
+def _check_tokens(X: Tensor, who: str, vocab_size: int | None = None) -> None:
+    """Token ids (B, T) of an integer dtype; with ``vocab_size``, in [0, vocab_size) (checked on the CPU only)."""
     if not isinstance(X, Tensor) or X.dim() != 2 or X.dtype.is_floating_point or X.dtype.is_complex or X.dtype == torch.bool:
         raise ValueError(f"{who} expects token indices of shape (B, T) with an integer dtype, got "
                          f"{getattr(X, 'shape', type(X).__name__)} {getattr(X, 'dtype', '')}")
+    if vocab_size is not None:
+        check_index_range(X, vocab_size, f"{who}: token ids", f"for a vocabulary of {vocab_size} tokens")
 
 
 #: Activations of the feed-forward network: the paper's ReLU, and BERT's (exact) GELU.
@@ -135,6 +157,7 @@ class PositionWiseFFN(nn.Module):
         self.dense2 = nn.Linear(ffn_num_hiddens, ffn_num_outputs)
 
     def forward(self, X: Tensor) -> Tensor:
+        check_features(self.dense1, X, "X")
         act = getattr(self, self.activation)
         return self.dense2(act(self.dense1(X)))  # (B, T, Din) -> (B, T, F) -> (B, T, Dout)
 
@@ -149,10 +172,14 @@ class AddNorm(nn.Module):
 
     def __init__(self, norm_shape: int | list[int] | tuple[int, ...], dropout: float, eps: float = 1e-5) -> None:
         super().__init__()
+        check_probability("dropout", dropout)
         self.dropout = nn.Dropout(dropout)
         self.ln = nn.LayerNorm(norm_shape, eps=eps)
 
     def forward(self, X: Tensor, Y: Tensor) -> Tensor:
+        if not isinstance(X, Tensor) or not isinstance(Y, Tensor) or X.shape != Y.shape:
+            raise ValueError(f"AddNorm needs the sublayer's input X and output Y of one shape, got "
+                             f"{tuple(getattr(X, 'shape', ()))} and {tuple(getattr(Y, 'shape', ()))} (no broadcasting)")
         return self.ln(self.dropout(Y) + X)
 
 
@@ -218,6 +245,7 @@ class TransformerEncoderBlock(_SwitchesImpl):
         self.addnorm2 = AddNorm(num_hiddens, dropout, eps)
 
     def forward(self, X: Tensor, valid_lens: Tensor | None = None) -> Tensor:
+        _check_hidden(X, self.attention.num_hiddens, "X")
         Y = _sublayer(self.addnorm1, X, lambda h: self.attention(h, h, h, valid_lens), self.norm_first)
         return _sublayer(self.addnorm2, Y, self.ffn, self.norm_first)  # (B, T, D)
 
@@ -226,14 +254,16 @@ class TransformerEncoder(_SwitchesImpl):
     """Transformer encoder: token indices (B, T) -> representations (B, T, D).
 
     ``TransformerEncoder(vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks,
-    dropout, use_bias=False)`` as in d2l 1.0.3: ``embedding`` (scaled by sqrt(D), so that
-    its entries are not small next to the positional encoding's, which lie in [-1, 1]),
-    ``pos_encoding``, and the blocks ``blks.block0``, ``blks.block1``, ... Forward
-    ``(X (B, T), valid_lens (B,) or None)``.
+    dropout, use_bias=False)`` as in d2l 1.0.3: ``embedding`` (multiplied by sqrt(D), as
+    in the paper), ``pos_encoding``, and the blocks ``blks.block0``, ``blks.block1``, ...
+    Forward ``(X (B, T), valid_lens (B,) or None)``: token ids in [0, vocab_size) (values
+    checked on the CPU), lengths in [0, T]. Parameters are initialized with
+    :func:`init_transformer_weights` (see the module's docstring for why).
 
     Options: ``norm_first`` (pre-norm blocks and a final LayerNorm ``norm``), ``impl``,
-    ``max_len`` of the positional encoding, and ``embedding``, an existing
-    ``nn.Embedding(vocab_size, num_hiddens)`` to share (e.g. with a decoder).
+    ``max_len`` of the positional encoding, ``embedding``, an existing
+    ``nn.Embedding(vocab_size, num_hiddens)`` to share (e.g. with a decoder; it is not
+    initialized again), and ``scale_embedding`` (False: no sqrt(D) factor).
     """
 
     def __init__(
@@ -249,12 +279,14 @@ class TransformerEncoder(_SwitchesImpl):
         impl: str = "manual",
         max_len: int = 1000,
         embedding: nn.Embedding | None = None,
+        scale_embedding: bool = True,
     ) -> None:
         super().__init__()
         _check_int("vocab_size", vocab_size)
         _check_int("num_blks", num_blks)
         _check_bool("norm_first", norm_first)
-        self.num_hiddens, self.norm_first = num_hiddens, norm_first
+        _check_bool("scale_embedding", scale_embedding)
+        self.num_hiddens, self.norm_first, self.scale_embedding = num_hiddens, norm_first, scale_embedding
         self.embedding = _embedding(embedding, vocab_size, num_hiddens)
         self.pos_encoding = PositionalEncoding(num_hiddens, dropout, max_len)
         self.blks = nn.Sequential()
@@ -263,10 +295,12 @@ class TransformerEncoder(_SwitchesImpl):
                 num_hiddens, ffn_num_hiddens, num_heads, dropout, use_bias, norm_first, impl))
         if norm_first:  # a pre-norm stack ends unnormalized: normalize its output once
             self.norm = nn.LayerNorm(num_hiddens)
+        init_transformer_weights(self, skip=() if embedding is None else (embedding,))
 
     def forward(self, X: Tensor, valid_lens: Tensor | None = None, *args) -> Tensor:
-        _check_tokens(X, "TransformerEncoder")
-        X = self.pos_encoding(self.embedding(X) * math.sqrt(self.num_hiddens))  # (B, T, D)
+        _check_tokens(X, "TransformerEncoder", self.embedding.num_embeddings)
+        scale = math.sqrt(self.num_hiddens) if self.scale_embedding else 1.0
+        X = self.pos_encoding(self.embedding(X) * scale)  # (B, T, D)
         for blk in self.blks:
             X = blk(X, valid_lens)
         return self.norm(X) if self.norm_first else X  # (B, T, D)
@@ -277,12 +311,50 @@ class TransformerEncoder(_SwitchesImpl):
         return [blk.attention.attention_weights for blk in self.blks]
 
 
+def _check_hidden(X: object, num_hiddens: int, name: str) -> None:
+    if not isinstance(X, Tensor) or X.dim() != 3 or X.shape[-1] != num_hiddens or not X.dtype.is_floating_point:
+        raise ValueError(f"{name} must be a floating-point tensor (B, T, {num_hiddens}), got "
+                         f"{getattr(X, 'shape', type(X).__name__)} {getattr(X, 'dtype', '')}")
+
+
+def _check_batch(X: Tensor, enc_outputs: Tensor, cache: list) -> None:
+    """The state must have been built for X's batch: the same number of sequences."""
+    B = X.shape[0]
+    sizes = {"the encoder outputs in the state (init_state)": enc_outputs.shape[0]}
+    first = next((c for c in cache if c is not None), None)
+    if first is not None:
+        sizes["the state's cache"] = first.keys.shape[0]
+    for what, size in sizes.items():
+        if size != B:
+            raise ValueError(f"the decoder state was built for a batch of {size} sequences ({what}), but the target "
+                             f"holds {B}: build the state with init_state from the same batch of sources")
+
+
 def _embedding(embedding: nn.Embedding | None, vocab_size: int, num_hiddens: int) -> nn.Embedding:
     if embedding is None:
         return nn.Embedding(vocab_size, num_hiddens)
     if not isinstance(embedding, nn.Embedding) or tuple(embedding.weight.shape) != (vocab_size, num_hiddens):
         raise ValueError(f"embedding to share must be an nn.Embedding({vocab_size}, {num_hiddens}), got {embedding!r}")
     return embedding
+
+
+def init_transformer_weights(module: nn.Module, skip: tuple[nn.Module, ...] = ()) -> nn.Module:
+    """Xavier-uniform initialization of every weight matrix of ``module``, in place; returns it.
+
+    The Annotated Transformer's initialization: each parameter with two or more
+    dimensions (linear weights, embeddings) is drawn from U(-a, a) with a = sqrt(6 /
+    (fan_in + fan_out)), standard deviation sqrt(2 / (fan_in + fan_out)); biases and
+    LayerNorm parameters keep their defaults. A tied output layer shares its weight with
+    the embedding and is drawn once. Parameters of the modules in ``skip`` (e.g. an
+    embedding shared with another model, already initialized) are left as they are.
+    Works on the meta device (nothing is drawn there).
+    """
+    skipped = {id(p) for m in skip for p in m.parameters()}
+    with torch.no_grad():
+        for p in module.parameters():  # each shared tensor once
+            if p.dim() > 1 and id(p) not in skipped:
+                nn.init.xavier_uniform_(p)
+    return module
 
 
 class BlockCache(NamedTuple):
@@ -384,6 +456,8 @@ class TransformerDecoderBlock(_SwitchesImpl):
         enc_outputs, enc_valid_lens, cache = _check_state(state, None)
         if self.i >= len(cache):
             raise ValueError(f"block {self.i} has no entry in a cache of {len(cache)} blocks")
+        _check_hidden(X, self.attention1.num_hiddens, "X")
+        _check_batch(X, enc_outputs, cache)
         past: BlockCache | None = cache[self.i]
         a1, a2 = self.attention1, self.attention2
         if past is None:  # the source's keys and values for cross-attention: projected once, reused at every step
@@ -427,7 +501,13 @@ class TransformerDecoder(_SwitchesImpl):
     LayerNorm ``norm``), ``tie_weights`` (the output layer's weight *is* the embedding
     matrix, ``dense.weight is embedding.weight``; ``dense`` keeps its own bias),
     ``embedding`` (an existing ``nn.Embedding(vocab_size, num_hiddens)`` to share, e.g.
-    the encoder's), ``impl`` and ``max_len`` (the most target positions, cache included).
+    the encoder's; it is not initialized again), ``impl``, ``max_len`` (the most target
+    positions, cache included) and ``scale_embedding`` (False: no sqrt(D) factor).
+    Parameters are initialized with :func:`init_transformer_weights`.
+
+    Inputs: token ids (B, Tt) in [0, vocab_size) (values checked on the CPU), and a state
+    built by ``init_state`` for a source batch of the same size B (both paths refuse
+    another size). A tied decoder refuses an untied state dict.
     """
 
     def __init__(
@@ -444,13 +524,16 @@ class TransformerDecoder(_SwitchesImpl):
         embedding: nn.Embedding | None = None,
         impl: str = "manual",
         max_len: int = 1000,
+        scale_embedding: bool = True,
     ) -> None:
         super().__init__()
         _check_int("vocab_size", vocab_size)
         _check_int("num_blks", num_blks)
         _check_bool("norm_first", norm_first)
         _check_bool("tie_weights", tie_weights)
+        _check_bool("scale_embedding", scale_embedding)
         self.num_hiddens, self.num_blks, self.norm_first = num_hiddens, num_blks, norm_first
+        self.scale_embedding = scale_embedding
         self.embedding = _embedding(embedding, vocab_size, num_hiddens)
         self.pos_encoding = PositionalEncoding(num_hiddens, dropout, max_len)
         self.blks = nn.Sequential()
@@ -462,6 +545,8 @@ class TransformerDecoder(_SwitchesImpl):
         self.dense = nn.Linear(num_hiddens, vocab_size)
         if tie_weights:  # one (V, D) matrix: row v embeds token v and scores token v
             self.dense.weight = self.embedding.weight
+        init_transformer_weights(self, skip=() if embedding is None else (embedding,))
+        self.register_load_state_dict_pre_hook(refuse_untied_state_dict)  # a tied model refuses untied weights
 
     @property
     def tie_weights(self) -> bool:
@@ -469,24 +554,35 @@ class TransformerDecoder(_SwitchesImpl):
         return self.dense.weight is self.embedding.weight
 
     def init_state(self, enc_outputs: Tensor, enc_valid_lens: Tensor | None = None, *args) -> list:
-        """``[enc_outputs (B, Ts, D), enc_valid_lens (B,) or None, [None] * num_blks]``: nothing decoded yet."""
+        """``[enc_outputs (B, Ts, D), enc_valid_lens (B,) or None, [None] * num_blks]``: nothing decoded yet.
+
+        ``enc_valid_lens``: None or one length per source sequence, (B,), in [0, Ts].
+        """
         if not isinstance(enc_outputs, Tensor) or enc_outputs.dim() != 3 or enc_outputs.shape[-1] != self.num_hiddens:
             raise ValueError(
                 f"init_state expects the encoder's outputs (B, Ts, {self.num_hiddens}), got "
                 f"{getattr(enc_outputs, 'shape', type(enc_outputs).__name__)} (an RNN encoder's (outputs, state) "
                 "pair does not fit a Transformer decoder)"
             )
+        if enc_valid_lens is not None:
+            if not isinstance(enc_valid_lens, Tensor) or enc_valid_lens.dim() != 1 \
+                    or enc_valid_lens.shape[0] != enc_outputs.shape[0]:
+                raise ValueError(f"enc_valid_lens must be None or a tensor (B,) with B = {enc_outputs.shape[0]} "
+                                 f"(the encoder outputs' batch), got {getattr(enc_valid_lens, 'shape', enc_valid_lens)!r}")
+            combine_masks(torch.Size((enc_outputs.shape[0], 1, enc_outputs.shape[1])), enc_valid_lens, None)  # values
         return [enc_outputs, enc_valid_lens, [None] * self.num_blks]
 
     @staticmethod
     def cache_length(state: list) -> int:
         """Number of target positions already in the state's cache: the position of the next token."""
-        first = state[2][0]
+        _check_state(state, None)
+        first = state[2][0] if state[2] else None
         return 0 if first is None else first.keys.shape[1]
 
     def forward(self, X: Tensor, state: list) -> tuple[Tensor, list]:
-        _check_tokens(X, "TransformerDecoder")
-        _check_state(state, self.num_blks)
+        _check_tokens(X, "TransformerDecoder", self.embedding.num_embeddings)
+        enc_outputs, _, cache = _check_state(state, self.num_blks)
+        _check_batch(X, enc_outputs, cache)
         start, T, max_len = self.cache_length(state), X.shape[1], self.pos_encoding.max_len
         if start + T > max_len:
             raise ValueError(
@@ -494,7 +590,8 @@ class TransformerDecoder(_SwitchesImpl):
                 "build the decoder with a larger max_len"
             )
         P = self.pos_encoding.P[:, start : start + T]  # (1, T, D): positions start .. start + T - 1, not 0 .. T - 1
-        X = self.embedding(X) * math.sqrt(self.num_hiddens) + P.to(self.embedding.weight.dtype)
+        scale = math.sqrt(self.num_hiddens) if self.scale_embedding else 1.0
+        X = self.embedding(X) * scale + P.to(self.embedding.weight.dtype)
         X = self.pos_encoding.dropout(X)  # (B, T, D)
         for blk in self.blks:
             X, state = blk(X, state)
@@ -539,6 +636,7 @@ def build_transformer(
     shared_embedding: bool = False,
     impl: str = "manual",
     max_len: int = 1000,
+    scale_embedding: bool = True,
 ):
     """An encoder-decoder Transformer: ``course_lib.seq2seq.EncoderDecoder(encoder, decoder)``.
 
@@ -548,8 +646,13 @@ def build_transformer(
     ``tie_weights``: the decoder's output layer uses the target embedding matrix.
     ``shared_embedding``: one embedding for source and target (needs one shared
     vocabulary, ``src_vocab_size == tgt_vocab_size``), as in Vaswani et al. (2017), who
-    also tie it to the output layer. Build it on the meta device (``with
-    torch.device("meta"):``) to count parameters without allocating them.
+    also tie it to the output layer. ``scale_embedding=False``: the embeddings are not
+    multiplied by sqrt(D). The parameters are initialized with
+    :func:`init_transformer_weights` (the module's docstring says why): a fresh model's
+    loss is close to ln V, tied or not. Build it on the meta device (``with
+    torch.device("meta"):``) to count parameters without allocating them. A model with
+    ``tie_weights`` or ``shared_embedding`` refuses a state dict that holds two different
+    matrices for its one shared matrix (loading would silently keep only one).
     """
     from course_lib.seq2seq import EncoderDecoder  # the chapter 3 container
 
@@ -559,11 +662,13 @@ def build_transformer(
             f"shared_embedding needs one vocabulary for source and target, got sizes {src_vocab_size} and {tgt_vocab_size}"
         )
     encoder = TransformerEncoder(src_vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks, dropout,
-                                 use_bias, norm_first, impl, max_len)
+                                 use_bias, norm_first, impl, max_len, scale_embedding=scale_embedding)
     decoder = TransformerDecoder(tgt_vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks, dropout,
                                  use_bias, norm_first, tie_weights, encoder.embedding if shared_embedding else None,
-                                 impl, max_len)
-    return EncoderDecoder(encoder, decoder)
+                                 impl, max_len, scale_embedding=scale_embedding)
+    model = EncoderDecoder(encoder, decoder)
+    model.register_load_state_dict_pre_hook(refuse_untied_state_dict)  # shared or tied: refuse untied weights
+    return model
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -572,6 +677,9 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     Works on the meta device. Lazy layers have no size before their first call: run one
     forward pass first (or give their input sizes), else a ValueError.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"count_parameters expects a torch.nn.Module, got {type(model).__name__}")
+    _check_bool("trainable_only", trainable_only)
     total = 0
     for name, p in model.named_parameters():  # named_parameters() yields a shared tensor once
         if isinstance(p, nn.parameter.UninitializedParameter):
@@ -593,4 +701,5 @@ __all__ = [
     "VASWANI_2017",
     "build_transformer",
     "count_parameters",
+    "init_transformer_weights",
 ]

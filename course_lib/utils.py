@@ -40,7 +40,7 @@ def try_gpu(i: int = 0) -> torch.device:
     ``COURSE_REQUIRE_CUDA=1`` is set and the GPU is missing, raise ``RuntimeError``
     instead of falling back to the CPU.
     """
-    if not isinstance(i, int) or i < 0:
+    if not isinstance(i, int) or isinstance(i, bool) or i < 0:
         raise ValueError(f"try_gpu expects a GPU index >= 0, got {i!r}")
     if torch.cuda.is_available() and torch.cuda.device_count() > i:
         return torch.device(f"cuda:{i}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
@@ -167,7 +168,7 @@ def test_valid_lens_out_of_range_and_bad_impl():
         DotProductAttention(0.0, impl="sdpa")(*qkv(2, 3, 5, 4, 4), torch.tensor([2, 9]))
     with pytest.raises(ValueError, match=r"impl must be one of \('manual', 'sdpa'\)"):
         DotProductAttention(0.0, impl="flash")
-    with pytest.raises(ValueError, match="num_hiddens must be a positive int"):
+    with pytest.raises(ValueError, match="num_hiddens must be an int >= 1"):
         AdditiveAttention(0, 0.1)
 
 
@@ -214,6 +215,63 @@ def test_multihead_fused_path_zeroes_fully_masked_rows(monkeypatch):
     torch.testing.assert_close(fused[0], mha.W_o(torch.zeros(3, 8)))  # zero context, then W_o
 
 
+# The same guard with PyTorch's real kernels, unpatched: on the CPU always, and on CUDA
+# (every fused backend that accepts a boolean mask) when a GPU is present. The patched
+# tests above prove the guard works whatever a kernel returns; these prove that the
+# kernels the course actually runs on give zeros for fully masked rows through it.
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# (device, backend, dtype): the CPU with its default kernel; on CUDA, the default choice
+# and every backend that takes a boolean mask (flash attention does not), in two dtypes
+KERNELS = [("cpu", "default", torch.float32)] + [
+    ("cuda", backend, dtype)
+    for backend in ("default", "math", "efficient", "cudnn")
+    for dtype in (torch.float32, torch.float16)
+    if "cuda" in DEVICES
+]
+
+
+def _backend(name):
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    chosen = {"math": SDPBackend.MATH, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+              "cudnn": SDPBackend.CUDNN_ATTENTION}
+    return sdpa_kernel(chosen[name]) if name in chosen else contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("device, backend, dtype", KERNELS)
+def test_fully_masked_rows_are_zero_with_the_real_kernels(device, backend, dtype):
+    q, k, v = (t.to(device, dtype) for t in qkv(2, 3, 5, 16, 8))
+    vl = torch.tensor([[0, 2, 0], [5, 0, 1]], device=device)   # queries with no key at all
+    attention = DotProductAttention(0.0, impl="sdpa")
+    try:
+        with _backend(backend):
+            fused = attention(q, k, v, vl)
+    except RuntimeError as err:  # this backend does not take these inputs on this GPU
+        pytest.skip(f"{backend} kernel unavailable here: {str(err).splitlines()[0]}")
+    manual = DotProductAttention(0.0, impl="manual")(q.float(), k.float(), v.float(), vl)
+    assert fused.device.type == device and torch.isfinite(fused).all()
+    assert fused[vl == 0].eq(0).all() and not fused[vl > 0].eq(0).all()
+    tol = 1e-5 if device == "cpu" else 1e-4 if dtype == torch.float32 else 1e-2   # half: ~3 digits
+    torch.testing.assert_close(fused.float(), manual, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_multihead_fully_masked_rows_with_the_real_kernel(device):
+    from course_lib import MultiHeadAttention
+
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(16, 2, 0.0, query_size=16, key_size=16, value_size=16).to(device).eval()
+    x = torch.randn(2, 3, 16, device=device)
+    vl = torch.tensor([0, 2], device=device)          # sequence 0: no valid key
+    mha.impl = "sdpa"
+    fused = mha(x, x, x, vl)
+    mha.impl = "manual"
+    assert torch.isfinite(fused).all()
+    tol = 1e-5 if device == "cpu" else 1e-4
+    torch.testing.assert_close(fused, mha(x, x, x, vl), atol=tol, rtol=tol)
+    torch.testing.assert_close(fused[0], mha.W_o(torch.zeros(3, 16, device=device)))
+
+
 def test_dropout_is_a_float_not_a_submodule(d2l):
     attn = DotProductAttention(0.25)
     assert attn.dropout_p == 0.25 and list(attn.children()) == []
@@ -227,3 +285,67 @@ def test_additive_w_v_is_an_ordinary_linear_layer():
     assert type(attn.w_v) is torch.nn.Linear and attn.w_v.weight.shape == (1, 8)
     out = attn(torch.randn(2, 3, 5), torch.randn(2, 4, 6), torch.randn(2, 4, 7))
     assert out.shape == (2, 3, 7)
+
+
+# --- what masked keys may hold -------------------------------------------------------------------
+
+
+def spoil_hidden_keys(k, v, hidden, seed=0):
+    """Copies of k and v whose hidden rows hold inf, -inf and NaN."""
+    g = torch.Generator().manual_seed(seed)
+    bad = torch.tensor([math.inf, -math.inf, math.nan])
+    k2, v2 = k.detach().clone(), v.detach().clone()
+    k2[hidden] = bad[torch.randint(0, 3, k2[hidden].shape, generator=g)]
+    v2[hidden] = bad[torch.randint(0, 3, v2[hidden].shape, generator=g)]
+    return k2.requires_grad_(k.requires_grad), v2.requires_grad_(v.requires_grad)
+
+
+@pytest.mark.parametrize("shape", SHAPES[1:])
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+@pytest.mark.parametrize("how", ["valid_lens", "attn_mask"])
+def test_keys_no_query_may_see_can_hold_inf_or_nan(shape, impl, how):
+    """Padding (or a key masked for every query) takes no part: inf or NaN there changes neither the output
+    nor the gradients of the queries and the visible keys and values (0 x inf would otherwise be NaN)."""
+    B, Tq, Tk, D, Dv = shape
+    q, k, v = qkv(*shape, requires_grad=True)
+    lens = lengths(B, Tq, Tk, per_query=False, seed=Tk)
+    hidden = torch.arange(Tk).unsqueeze(0) >= lens.unsqueeze(1)  # (B, Tk)
+    hidden[0, :] = False
+    hidden[0, -1] = Tk > 1  # a hidden key in every sequence but a one-key one
+    kwargs = {"valid_lens": None, "attn_mask": (~hidden).unsqueeze(1).expand(B, Tq, Tk)} if how == "attn_mask" \
+        else {"valid_lens": lens}
+    if how == "valid_lens":
+        hidden = torch.arange(Tk).unsqueeze(0) >= lens.unsqueeze(1)
+    k2, v2 = spoil_hidden_keys(k, v, hidden)
+    clean, _ = dot_product_attention(q, k, v, impl=impl, **kwargs)
+    spoiled, _ = dot_product_attention(q, k2, v2, impl=impl, **kwargs)
+    assert torch.isfinite(spoiled).all()
+    torch.testing.assert_close(spoiled, clean)
+    g_clean = torch.autograd.grad(clean.sum(), (q, k, v))
+    g_spoiled = torch.autograd.grad(spoiled.sum(), (q, k2, v2))
+    for a, b in zip(g_clean, g_spoiled):
+        assert torch.isfinite(b).all()
+        torch.testing.assert_close(b, a)
+    assert (g_spoiled[1][hidden] == 0).all() and (g_spoiled[2][hidden] == 0).all()
+    module = DotProductAttention(0.0, impl=impl)
+    torch.testing.assert_close(module(q, k2, v2, **kwargs), clean)
+    additive = AdditiveAttention(8, 0.0)
+    torch.testing.assert_close(additive(q, k2, v2, **kwargs), additive(q, k, v, **kwargs))
+
+
+def test_a_key_some_query_sees_must_be_finite():
+    """The documented limit: a visible key with inf gives inf or NaN (the values are used)."""
+    q, k, v = qkv(1, 2, 3, 4, 4)
+    v = v.clone()
+    v[0, 0] = math.inf
+    assert not torch.isfinite(dot_product_attention(q, k, v)[0]).all()
+
+
+def test_empty_batch_and_no_queries_are_valid_but_no_keys_is_refused():
+    for impl in ("manual", "sdpa"):
+        out, _ = dot_product_attention(*qkv(0, 3, 4, 8, 5), impl=impl)
+        assert out.shape == (0, 3, 5)
+        out, _ = dot_product_attention(*qkv(2, 0, 4, 8, 5), impl=impl)
+        assert out.shape == (2, 0, 5)
+        with pytest.raises(ValueError, match=r"at least one key \(Tk >= 1\)"):
+            dot_product_attention(*qkv(2, 3, 0, 8, 5), impl=impl)

@@ -43,13 +43,16 @@ from course_lib.bert import (
     encode_tagging,
     from_huggingface,
     get_tokens_and_segments,
+    load_pretrained,
     load_pretraining_data,
     mask_tokens,
     masked_lm_loss,
     nsp_pairs,
     pretraining_loss,
+    save_pretrained,
     special_token_ids,
     to_huggingface,
+    trim_pair,
 )
 from course_lib.corpus import load_corpus
 from course_lib.text import CLS, MASK, PAD, RESERVED, SEP, UNK, Vocab
@@ -778,3 +781,186 @@ def test_wikitext2_path_offline(tmp_path, monkeypatch):
                                  "--num-blks", "1", "--device", "cpu", "--log-every", "1"])
     assert calls == ["train", "train"] and result["examples"] == len(loader.dataset)
     assert len(result["losses"]) == 3 and all(math.isfinite(l["mlm"]) and math.isfinite(l["nsp"]) for l in result["losses"])
+
+
+# ----------------------------------------------------------------- bad input, nothing silently wrong
+
+
+def test_masked_lm_loss_skips_hugging_face_ignored_labels():
+    """A label of -100 (no target) does not count, whatever its weight: the mean is over the real targets only
+    (it used to divide their loss by the number of slots)."""
+    torch.manual_seed(0)
+    logits, labels = torch.randn(3, 4, V), torch.randint(0, V, (3, 4))
+    ignored = torch.tensor([[False, True, False, True], [True, True, True, True], [False, False, False, True]])
+    hf_labels = labels.masked_fill(ignored, IGNORE_INDEX)
+    expected = F.cross_entropy(logits[~ignored], labels[~ignored])  # PyTorch's own mean over the kept targets
+    torch.testing.assert_close(masked_lm_loss(logits, hf_labels, torch.ones(3, 4)), expected)
+    torch.testing.assert_close(masked_lm_loss(logits, hf_labels), expected)  # weights=None: 1 everywhere
+    torch.testing.assert_close(masked_lm_loss(logits, hf_labels, None, "sum"), expected * (~ignored).sum())
+    torch.testing.assert_close(F.cross_entropy(logits.reshape(-1, V), hf_labels.reshape(-1)), expected)  # as HF
+    nothing = masked_lm_loss(logits.requires_grad_(), torch.full((3, 4), IGNORE_INDEX))
+    assert nothing.item() == 0.0
+    nothing.backward()
+    assert torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+def test_prediction_positions_and_segments_out_of_range_are_refused():
+    model = BERTModel(V, D, F_, H, 1, 0.0, max_len=L).eval()
+    tokens, segments, positions = inputs(0)
+    _, mlm, _ = model(tokens, segments, VALID, positions)
+    last = positions.clone()
+    last[1, 2] = T - 1
+    with torch.no_grad():
+        expected = model(tokens, segments, VALID, last)[1][1, 2]
+    negative = positions.clone()
+    negative[1, 2] = -1  # used to read position T - 1, from the end
+    with pytest.raises(ValueError, match=rf"prediction positions must be in \[0, {T}\) .*got -1 at batch 1, position 2"):
+        model(tokens, segments, VALID, negative)
+    assert torch.equal(model(tokens, segments, VALID, last)[1][1, 2], expected)
+    bad = segments.clone()
+    bad[2, 7] = 2
+    with pytest.raises(ValueError, match=r"segments must be in \[0, 2\) \(num_segments=2\), got 2 at batch 2, position 7"):
+        model(tokens, bad, VALID)
+    with pytest.raises(ValueError, match="integer segment ids"):
+        model(tokens, segments.float(), VALID)
+    three = BERTModel(V, D, F_, H, 1, 0.0, max_len=L, num_segments=3).eval()
+    three(tokens, bad, VALID)  # a third segment exists there
+
+
+def test_vocabularies_without_the_special_tokens_are_refused():
+    """<cls>, <sep> and <mask> would silently become <unk> (a masked position indistinguishable from a rare word)."""
+    documents = [[["a", "b", "c"], ["d", "e"], ["f", "g"]], [["b", "a"], ["c", "d", "e"]]]
+    words = [t for doc in documents for s in doc for t in s]
+    bare = Vocab(words, reserved_tokens=[PAD, UNK])
+    with pytest.raises(ValueError, match="lacks <cls>, <sep>, <mask>"):
+        BERTPretrainingDataset(documents, bare)
+    with pytest.raises(ValueError, match="lacks <mask>"):
+        mask_tokens(torch.tensor([[2, 3, 4]]), torch.tensor([3]), bare)
+    data = BERTPretrainingDataset(documents, Vocab(words))
+    assert data.vocab[MASK] != data.vocab[UNK] and (data.tokens[:, 0] == data.vocab[CLS]).all()
+
+
+def test_one_sentence_documents_are_named_as_the_problem():
+    with pytest.raises(ValueError, match="documents of 2 or more sentences"):
+        BERTPretrainingDataset([[["a", "b"]], [["c", "d"]], [["e"]]], Vocab("a b c d e".split()), max_len=64)
+
+
+def test_from_huggingface_refuses_a_task_head_instead_of_dropping_it():
+    transformers, cfg = hf_config()
+    for cls, head in (("BertForSequenceClassification", "classifier"), ("BertForTokenClassification", "classifier"),
+                      ("BertForQuestionAnswering", "qa_outputs")):
+        theirs = getattr(transformers, cls)(cfg)
+        with pytest.raises(ValueError, match=rf"{cls} has a fine-tuned head \({head}\).*pass model.bert"):
+            from_huggingface(theirs)
+        encoder_only = from_huggingface(theirs.bert)  # what the message suggests works
+        assert isinstance(encoder_only, BERTModel)
+    from_huggingface(transformers.BertForMaskedLM(cfg))
+    from_huggingface(transformers.BertForNextSentencePrediction(cfg))
+
+
+def test_tied_bert_refuses_an_untied_state_dict(d2l):
+    tied = BERTModel(V, D, F_, H, 1, 0.0, L, tie_weights=True)
+    before = tied.encoder.token_embedding.weight.detach().clone()
+    theirs = d2l.BERTModel(V, D, F_, H, 1, 0.0, L)
+    theirs(*inputs()[:2], VALID, inputs()[2])  # materialize d2l's lazy layers
+    d2l_state = theirs.state_dict()  # d2l's MLM output layer is its own matrix
+    with pytest.raises(ValueError, match="'encoder.token_embedding.weight' and 'mlm.mlp.3.weight'.*tie_weights=False"):
+        tied.load_state_dict(d2l_state)
+    assert torch.equal(tied.encoder.token_embedding.weight, before)  # untouched
+    untied = BERTModel(V, D, F_, H, 1, 0.0, L)
+    untied.load_state_dict(d2l_state)  # what the message suggests
+    copy = BERTModel(V, D, F_, H, 1, 0.0, L, tie_weights=True)
+    copy.load_state_dict(tied.state_dict())
+    assert copy.tie_weights and torch.equal(copy.mlm.mlp[3].weight, tied.mlm.mlp[3].weight)
+
+
+def trim_oracle(la, lb, max_len):
+    """The lengths the chapter's rule leaves, in closed form: the shorter text stays whole if it fits in half the
+    room; otherwise both get half (a the larger half, as b loses ties)."""
+    if lb is None:
+        return min(la, max_len - 2), None
+    room = max_len - 3
+    if la + lb <= room:
+        return la, lb
+    short = min(la, lb)
+    if 2 * short <= room:
+        return (la, room - la) if la == short else (room - lb, lb)
+    return (room + 1) // 2, room // 2
+
+
+def test_trim_pair_keeps_the_start_of_each_text_and_follows_the_rule():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        la, lb, max_len = (int(x) for x in torch.randint(0, 30, (3,), generator=g))
+        max_len += 5
+        one = bool(torch.randint(0, 4, (1,), generator=g) == 0)
+        a, b = [f"a{i}" for i in range(la)], None if one else [f"b{i}" for i in range(lb)]
+        a_in, b_in = list(a), None if b is None else list(b)
+        ta, tb = trim_pair(a, b, max_len)
+        assert a == a_in and b == b_in  # inputs unchanged
+        assert (len(ta), None if tb is None else len(tb)) == trim_oracle(la, None if one else lb, max_len)
+        assert ta == a[: len(ta)] and (tb is None or tb == b[: len(tb)])
+        tokens, _ = get_tokens_and_segments(ta, tb)
+        assert len(tokens) <= max_len
+    assert trim_pair(["a1", "a2", "a3"], ["b1"], 6) == (["a1", "a2"], ["b1"])  # homework 6's example
+
+
+def test_nsp_pairs_trim_long_pairs_instead_of_dropping_them():
+    g = torch.Generator().manual_seed(0)
+    documents = [[[f"w{int(i)}" for i in torch.randint(0, 50, (int(n),), generator=g)]
+                  for n in torch.randint(1, 30, (5,), generator=g)] for _ in range(20)]
+    full = nsp_pairs(documents, torch.Generator().manual_seed(1))
+    dropped = nsp_pairs(documents, torch.Generator().manual_seed(1), max_len=24)
+    trimmed = nsp_pairs(documents, torch.Generator().manual_seed(1), max_len=24, trim=True)
+    assert len(trimmed) == len(full) > len(dropped)  # nothing left out; dropping biases towards short sentences
+    for f, t in zip(full, trimmed):  # the same draws, each pair trimmed to fit
+        assert (f.a, f.b, f.is_next) == (t.a, t.b, t.is_next)
+        assert (t.tokens_a, t.tokens_b) == trim_pair(f.tokens_a, f.tokens_b, 24)
+    data = BERTPretrainingDataset(documents, Vocab(t for d in documents for s in d for t in s), max_len=24,
+                                  trim_pairs=True)
+    assert len(data) == len(full) and int(data.valid_lens.max()) <= 24
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+
+
+@pytest.mark.parametrize("options", [{}, dict(tie_weights=True, embedding_norm=True, activation="gelu", eps=1e-12,
+                                              num_segments=3)])
+def test_save_and_load_pretrained_round_trip(tmp_path, options):
+    vocab = Vocab("the cat saw a bat near the bank".split())
+    model = randomize(BERTModel(len(vocab), D, F_, H, 2, 0.1, 12, **options), seed=3)
+    path = tmp_path / "sub" / "bert.pt"
+    path.parent.mkdir()
+    save_pretrained(model, vocab, path, extra={"steps": 7})
+    assert sorted(p.name for p in path.parent.iterdir()) == ["bert.pt"]  # no temporary file left
+    loaded, loaded_vocab = load_pretrained(path)
+    assert loaded_vocab.idx_to_token == vocab.idx_to_token and loaded.config == model.config
+    assert not loaded.training and loaded.tie_weights == model.tie_weights
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    tokens = torch.randint(0, len(vocab), (2, 6), generator=torch.Generator().manual_seed(0))
+    segments = torch.zeros_like(tokens)
+    segments[:, 3:] = 1
+    with torch.no_grad():
+        for a, b in zip(model.eval()(tokens, segments, torch.tensor([6, 4]), torch.tensor([[1, 2], [3, 0]])),
+                        loaded(tokens, segments, torch.tensor([6, 4]), torch.tensor([[1, 2], [3, 0]]))):
+            assert torch.equal(a, b)
+    assert torch.load(path, weights_only=True)["extra"] == {"steps": 7}
+
+
+def test_an_interrupted_save_keeps_the_earlier_file(tmp_path, monkeypatch):
+    vocab = Vocab("a b c".split())
+    model = BERTModel(len(vocab), D, F_, H, 1, 0.0, 8)
+    path = tmp_path / "bert.pt"
+    save_pretrained(model, vocab, path)
+    earlier = path.read_bytes()
+
+    def broken_save(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_pretrained(model, vocab, path)
+    assert path.read_bytes() == earlier and sorted(p.name for p in tmp_path.iterdir()) == ["bert.pt"]

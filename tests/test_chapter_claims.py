@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,17 +41,59 @@ def stored_outputs(name: str) -> str:
 
 def test_chapter_4_captions_quote_the_printed_numbers():
     """Figures 4.1 and 4.2 quote numbers that the notebook prints; a re-run that changes them must fail here."""
-    import re
-
     text, out = markdown("chapter_04_self_attention.ipynb"), stored_outputs("chapter_04_self_attention.ipynb")
-    counts = dict(re.findall(r"(fruit|company)\s*: \d+ sentences; apple moves toward the food words in (\d+)", out))
+    counts = dict(re.findall(r"(fruit|company)\s*: \d+ sentences; apple moves toward the food words\s+in (\d+)", out))
     totals = dict(re.findall(r"(fruit|company)\s*: (\d+) sentences", out))
     company_ok = int(totals["company"]) - int(counts["company"])
     assert f"{company_ok} of the {totals['company']} company sentences" in text
     assert f"{counts['fruit']} of the {totals['fruit']} fruit sentences" in text
     flat = " ".join(text.split())
-    weights = re.search(r"apple in 'the apple and the orange'.*apple's weights: the ([\d.]+), apple ([\d.]+)", out)
+    weights = re.search(r"apple in 'the apple and the orange'.*?apple's weights: the ([\d.]+), apple ([\d.]+)", out, re.S)
     assert f"get {weights.group(2)} each, while the little words get {weights.group(1)} each" in flat
-    one_head = re.search(r"ONE head on the whole query: dot products \[.*\] weights \[([\d.]+), ([\d.]+), ([\d.]+)\]", out)
+    assert f"gave orange the same weight as itself, {weights.group(2)}" in flat
+    phone = re.search(r"apple in 'the apple and the phone'.*?apple's weights: .*?phone ([\d.]+)", out, re.S)
+    assert f"it gave phone the same {phone.group(1)}" in flat and phone.group(1) == weights.group(2)
+    one_head = re.search(r"ONE head on the whole query:\s+dot products \[.*\], weights \[([\d.]+), ([\d.]+), ([\d.]+)\]", out)
     a, b, c = (f"{float(x):.2f}" for x in one_head.groups())
     assert f"{a}, {b} and {c} to keys 1, 2 and 3" in flat
+
+
+def test_chapter_4_apple_ties_because_of_its_dot_products():
+    """Section 4.3 explains apple's tie by its dot products: 0.5 with apple, orange and phone alike."""
+    text, out = markdown("chapter_04_self_attention.ipynb"), stored_outputs("chapter_04_self_attention.ipynb")
+    dots = re.search(r"apple's dot product with \{'apple': ([\d.]+), 'orange': ([\d.]+), 'phone': ([\d.]+)", out)
+    assert dots and len(set(dots.groups())) == 1, "the three dot products should tie"
+    flat = " ".join(text.split())
+    assert f"the same {dots.group(1)} for apple, orange and phone alike" in flat
+    # the claim itself, from the chapter's vectors: apple = (0.5, 0.5), orange = (0.9, 0.1), phone = (0.1, 0.9)
+    apple, orange, phone = torch.tensor([0.5, 0.5]), torch.tensor([0.9, 0.1]), torch.tensor([0.1, 0.9])
+    assert float(apple @ apple) == pytest.approx(float(apple @ orange)) == pytest.approx(float(apple @ phone))
+    assert "both lie on the food axis" not in flat
+
+
+def test_chapter_4_convolution_path_length_is_2n_over_m_minus_1():
+    """Section 4.6 and Figure 4.6: a kernel of size m widens the reach by (m - 1)/2 per side and layer."""
+    text, out = markdown("chapter_04_self_attention.ipynb"), stored_outputs("chapter_04_self_attention.ipynb")
+    reach = {int(layers): int(n) for layers, n in re.findall(r"CNN, (\d+) layers?.*?depends on\s+(\d+) of", out)}
+    m = reach[1]                                    # one layer sees m inputs
+    assert all(reach[L] == 1 + L * (m - 1) for L in reach), reach   # grows by m - 1 per layer
+    distance = 31 - 15                              # from output 15 to the last of 32 positions
+    layers = 2 * distance / (m - 1)
+    flat = " ".join(text.split())
+    assert f"$2 \\cdot {distance}/(m - 1) = {layers:.0f}$ layers" in flat
+    assert "$2n/(m-1)$ layers" in flat and "n/(k-1)" not in flat
+    assert f"{reach[1]}, {reach[2]} and {reach[4]} positions for 1, 2 and 4 layers" in flat
+
+
+def test_appendix_counts_occurrences_and_quotes_the_smallest():
+    """The appendix's sense counts are occurrences (with sentences in parentheses); its caption
+    quotes the smallest training count of a sense."""
+    text, out = markdown("appendix_corpus.ipynb"), stored_outputs("appendix_corpus.ipynb")
+    rows = re.findall(r"(\w+) ([\d,]+) \(([\d,]+)\)", out.split("in the training split: occurrences (sentences)")[1])
+    counts = {sense: (int(n.replace(",", "")), int(s.replace(",", ""))) for sense, n, s in rows}
+    assert len(counts) == 12 and all(n >= s for n, s in counts.values())
+    assert any(n > s for n, s in counts.values()), "some sense occurs twice in a sentence"
+    smallest = min(n for n, _ in counts.values())
+    flat = " ".join(text.split())
+    assert smallest >= 60 and "at least 60 times each in training" in flat
+    assert "training sentences with" not in out

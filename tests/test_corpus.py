@@ -334,8 +334,14 @@ def test_probe_sets(corpus):
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="num_sentences must be >= 1"):
+    with pytest.raises(ValueError, match="num_sentences must be an int >= 1"):
         generate_sentences(0)
+    for n in (5, 8, 9):  # used to give an empty training split and a vocabulary of reserved tokens, silently
+        with pytest.raises(ValueError, match=r"leaves the train.*empty.*num_sentences >= 20"):
+            load_corpus(n)
+    for seed in range(10):  # the size the message suggests works
+        corpus = load_corpus(20, seed)
+        assert corpus.train and corpus.valid and corpus.test
     with pytest.raises(ValueError, match="unknown split"):
         load_corpus(200).split("dev")
     with pytest.raises(ValueError, match="tokens but"):

@@ -62,11 +62,18 @@ def test_corrupted_download_is_rejected_and_not_kept(tmp_path):
     assert list((tmp_path / "cache").iterdir()) == []  # no partial or wrong file left behind
 
 
-def test_damaged_cached_copy_is_replaced(tmp_path):
+def test_a_file_with_another_hash_is_never_deleted(tmp_path):
+    """A copy placed by hand (or a damaged one) at the target path: refused with both hashes, left untouched."""
     src = make_zip(tmp_path / "served.zip", {"fra-eng/fra.txt": FRA})
     remote = Remote("fra-eng.zip", sha1(src), (src.as_uri(),))
     (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / "fra-eng.zip").write_bytes(b"truncated")
+    placed = tmp_path / "cache" / "fra-eng.zip"
+    placed.write_bytes(b"truncated")
+    found = hashlib.sha1(b"truncated").hexdigest()
+    with pytest.raises(DownloadError, match=f"SHA-1 is {found}, expected {remote.sha1}.*left untouched"):
+        fetch("fra-eng", tmp_path / "cache", remote)
+    assert placed.read_bytes() == b"truncated" and sorted(p.name for p in placed.parent.iterdir()) == ["fra-eng.zip"]
+    placed.unlink()  # the user moves it away: now it downloads
     assert sha1(fetch("fra-eng", tmp_path / "cache", remote)) == remote.sha1
 
 
@@ -119,6 +126,12 @@ def test_unknown_dataset_and_missing_files(tmp_path):
         fetch("imagenet", tmp_path)
     with pytest.raises(ValueError, match="extract fra-eng.zip"):
         read_fra_eng(tmp_path)
+    for split in ("dev", "validation", None):  # refused before anything is fetched, the valid splits listed
+        with pytest.raises(ValueError, match=r"unknown WikiText-2 split .*\('train', 'valid', 'test'\)"):
+            datasets.load_wikitext2(split, tmp_path)
+        with pytest.raises(ValueError, match="unknown WikiText-2 split"):
+            read_wikitext2(tmp_path, split)
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- review fixes -------------------------------------------------------------------

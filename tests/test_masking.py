@@ -95,7 +95,7 @@ def test_bad_scores_and_masks_raise_clear_errors(scores):
         masked_softmax(scores, attn_mask=torch.ones(4, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match="num_queries <= num_keys"):
         causal_mask(4, 3)
-    with pytest.raises(ValueError, match="window must be >= 0"):
+    with pytest.raises(ValueError, match="window must be an int >= 0"):
         local_window_mask(3, 3, -1)
 
 

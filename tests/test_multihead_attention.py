@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -240,3 +242,35 @@ def test_local_attention_errors():
         local_attention(x, x, x, -1)
     with pytest.raises(ValueError, match="same leading axes"):
         local_attention(x, torch.zeros(2, 5, 8), torch.zeros(2, 5, 8), 1)
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+def test_padded_keys_may_hold_inf_or_nan(impl):
+    """Masked keys are zeroed before the projections: inf or NaN there changes neither the outputs of the real
+    positions nor, in cross-attention, any gradient (without it, 0 x inf = NaN in the output and in W_k's and
+    W_v's gradients). In self-attention a padded position is also a query, whose own row and W_q's gradient it
+    still spoils: the documented limit."""
+    g = torch.Generator().manual_seed(0)
+    mha = MultiHeadAttention(8, 2, 0.0, bias=True, impl=impl, query_size=8, key_size=8, value_size=8)
+    x = torch.randn(3, 6, 8, generator=g)
+    lens = torch.tensor([6, 2, 4])
+    real = torch.arange(6).unsqueeze(0) < lens.unsqueeze(1)  # (B, T)
+    spoiled = x.clone()
+    spoiled[~real] = torch.tensor([math.inf, math.nan, -math.inf, 1.0]).repeat(2)  # every padded position
+    for queries in ("self", "other"):
+        q = torch.randn(3, 5, 8, generator=g) if queries == "other" else None
+        grads = []
+        for keys in (x, spoiled):
+            mha.zero_grad()
+            out = mha(keys if q is None else q, keys, keys, lens)
+            rows = real if q is None else torch.ones(3, 5, dtype=torch.bool)  # a padded query's own row is noise
+            out[rows].sum().backward()
+            grads.append([p.grad.clone() for p in mha.parameters()])
+            if keys is x:
+                expected = out[rows].detach()
+            else:
+                torch.testing.assert_close(out[rows], expected)
+        if queries == "other":
+            for a, b in zip(*grads):
+                assert torch.isfinite(b).all()
+                torch.testing.assert_close(b, a)

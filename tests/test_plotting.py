@@ -123,7 +123,7 @@ from course_lib.plotting import (  # noqa: E402
 )
 
 # The book's text column on a desktop, in px (a figure at most this wide at 100 dpi is not shrunk).
-COLUMN_PX = 780
+COLUMN_PX = 770
 
 
 def rendered_width(fig, dpi=100):
@@ -350,3 +350,40 @@ def test_show_alignment_has_a_colour_scale_and_fits_the_page(length):
 
     _, given = plt.subplots()
     assert len(show_alignment(w, src, out, axes=given, colorbar=False).figure.axes) == 1
+
+
+def test_tasks_figures_reads_the_record_and_the_page_scale(tmp_path):
+    """`python3 tasks.py figures`: the smallest text of each stored figure on the desktop page."""
+    import base64
+    import functools
+    import json
+
+    from IPython.core.pylabtools import print_figure, retina_figure
+
+    import tasks
+    from course_lib.plotting import _recording
+
+    outputs = []
+    for figsize, fmt in [((4, 2.5), "png"), ((13, 3), "png"), ((13, 3), "retina")]:
+        ax = plot([0, 1, 2], [1, 0, 1], "x", "y", figsize=figsize)
+        ax.set_title("t", fontsize=8)
+        formatter = (functools.partial(print_figure, fmt="png", base64=True) if fmt == "png"
+                     else functools.partial(retina_figure, base64=True))
+        out = _recording(formatter)(ax.figure)
+        data, meta = out if isinstance(out, tuple) else (out, {})
+        outputs.append({"output_type": "display_data", "data": {"image/png": data},
+                        "metadata": {"image/png": meta} if meta else {}})
+    cells = [{"cell_type": "code", "source": [], "outputs": [o], "metadata": {}} for o in outputs]
+    cells = [c for cell in cells for c in (cell, {"cell_type": "markdown", "source": ["*Figure 9.1. A caption.*"],
+                                                   "metadata": {}})]
+    nb = tmp_path / "chapter.ipynb"
+    nb.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    (small, px_small, _), (wide, px_wide, _), (retina, px_retina, how) = tasks.figure_text_sizes(nb, column_px=784)
+    assert small == "Figure 9.1."
+    assert px_small == pytest.approx(8 / 72 * 100, rel=0.01)             # shown at full size: 11.1 px
+    # 13 inches at 100 dpi, about 1300 px, shrunk to the 784 px column (retina or not)
+    width = tasks.png_info(base64.b64decode(outputs[1]["data"]["image/png"]))[0]
+    assert px_wide == pytest.approx(8 / 72 * 100 * 784 / width, rel=0.01)
+    assert px_retina == pytest.approx(px_wide, rel=0.02) and "200 dpi" in how
+    with pytest.raises(ValueError, match="not a PNG"):
+        tasks.png_info(b"GIF89a" + bytes(40))

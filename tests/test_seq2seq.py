@@ -236,7 +236,7 @@ def test_beam_size_one_is_greedy_on_a_trained_model(trained):
     for s in corpus.test[:10]:
         greedy = greedy_decode(model, s.en, corpus.src_vocab, corpus.tgt_vocab)[0]
         assert beam_search(model, s.en, corpus.src_vocab, corpus.tgt_vocab, beam_size=1) == greedy
-    with pytest.raises(ValueError, match="beam_size must be >= 1"):
+    with pytest.raises(ValueError, match="beam_size must be an int >= 1"):
         beam_search(model, corpus.test[0].en, corpus.src_vocab, corpus.tgt_vocab, beam_size=0)
 
 
@@ -250,7 +250,7 @@ def test_evaluate_bleu_is_bleu_of_the_outputs(trained):
 
 
 def test_encoder_rejects_bad_input():
-    with pytest.raises(ValueError, match=r"token indices of shape \(B, Ts\)"):
+    with pytest.raises(ValueError, match=r"token ids of shape \(B, T\) with an integer dtype"):
         Seq2SeqEncoder(10, 4, 8, 1)(torch.zeros(2, 3, 4, dtype=torch.long))
 
 

@@ -119,3 +119,25 @@ def test_loader_by_length_is_seeded_and_needs_shuffling(corpus):
     with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
         from course_lib.text import LengthGroupedBatches
         LengthGroupedBatches([1, 2], 0, torch.Generator())
+
+
+def test_vocab_refuses_ids_where_tokens_go_and_out_of_range_ids(tmp_path):
+    v = Vocab("le chat a vu la scie".split())
+    n = len(v)
+    with pytest.raises(TypeError, match=r"got int 5 \(ids go the other way: vocab.to_tokens\(ids\)\)"):
+        v[5]
+    with pytest.raises(TypeError, match="got Tensor"):
+        v[torch.tensor([[1, 2], [3, 4]])]
+    for bad in (-1, n, [1, -1], torch.tensor([[1, n]])):  # -1 used to give the last token silently
+        with pytest.raises(ValueError, match=rf"token id must be in \[0, {n}\)"):
+            v.to_tokens(bad)
+    ids = torch.tensor([[v["le"], v["chat"]], [v["la"], v["scie"]]])
+    assert v.to_tokens(ids) == [["le", "chat"], ["la", "scie"]] and v.to_tokens(ids[0, 1]) == "chat"
+    with pytest.raises(TypeError, match="tokens must be a list of tokens"):
+        Vocab("le chat")  # would be a vocabulary of characters
+    (tmp_path / "damaged.json").write_text('{"idx_to_token": ["<unk>", "le"')
+    with pytest.raises(ValueError, match="not a saved Vocab"):
+        Vocab.load(tmp_path / "damaged.json")
+    v.save(tmp_path / "v.json")
+    assert Vocab.load(tmp_path / "v.json").idx_to_token == v.idx_to_token
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.json", "v.json"]  # no temporary file left

@@ -127,3 +127,60 @@ def test_bidirectional_encoder_sees_both_sides_and_keeps_the_shapes():
     assert torch.allclose(state[-1, 1, :8], outputs[3, 1, :8]) and torch.allclose(state[-1, 1, 8:], outputs[0, 1, 8:])
     with pytest.raises(ValueError, match="odd"):
         Seq2SeqEncoder(20, 8, 15, 1, bidirectional=True)
+
+
+# --- bad input: nothing silently wrong ----------------------------------------------------------
+
+
+def test_masked_ce_loss_without_real_tokens_is_zero_and_padding_may_hold_anything():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 4, 6, requires_grad=True)
+    tgt = torch.randint(0, 6, (3, 4))
+    loss = masked_ce_loss(logits, tgt, torch.zeros(3, dtype=torch.long))
+    assert loss.item() == 0.0  # not NaN, like masked_lm_loss
+    loss.backward()
+    assert torch.equal(logits.grad, torch.zeros_like(logits))
+    lengths = torch.tensor([4, 1, 2])
+    spoiled = tgt.clone()
+    spoiled[1, 1:], spoiled[2, 2:] = -100, 99  # padding: out-of-vocabulary ids are never read
+    torch.testing.assert_close(masked_ce_loss(logits, spoiled, lengths), masked_ce_loss(logits, tgt, lengths))
+    real = tgt.clone()
+    real[2, 1] = 6  # = V at a real position
+    with pytest.raises(ValueError, match=r"tgt must be in \[0, 6\) .* got 6 at batch 2, position 1"):
+        masked_ce_loss(logits, real, lengths)
+
+
+def _tiny_task():
+    corpus = load_corpus(num_sentences=120, seed=3)
+    torch.manual_seed(0)
+    model = EncoderDecoder(Seq2SeqEncoder(len(corpus.src_vocab), 8, 8, 1, dropout=0.0),
+                           Seq2SeqDecoder(len(corpus.tgt_vocab), 8, 8, 1))
+    return corpus, model
+
+
+def test_fit_refuses_a_zero_clip_and_says_it_returns_the_model_in_eval_mode():
+    corpus, model = _tiny_task()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match="grad_clip must be a finite number > 0"):
+        fit(model, corpus.loader("train", 32), corpus.tgt_vocab, 1, grad_clip=0, show=False)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # refused before any step
+    fit(model, corpus.loader("train", 32), corpus.tgt_vocab, 1, grad_clip=None, show=False)
+    assert not model.training and "returned in evaluation mode" in fit.__doc__ and "model.train()" in fit.__doc__
+
+
+@pytest.mark.parametrize("score", [math.nan, math.inf, "12", None])
+def test_fit_refuses_a_validation_score_that_is_not_a_number(score):
+    corpus, model = _tiny_task()
+    with pytest.raises(ValueError, match="valid_fn must return a finite number.*after epoch 1"):
+        fit(model, corpus.loader("train", 32), corpus.tgt_vocab, 2, valid_fn=lambda m: score, show=False)
+
+
+def test_fit_refuses_empty_loaders_and_batches_of_another_task():
+    corpus, model = _tiny_task()
+    with pytest.raises(ValueError, match="loader has no batch"):
+        fit(model, [], corpus.tgt_vocab, 1, show=False)
+    with pytest.raises(ValueError, match="loader has no batch"):
+        fit(model, torch.utils.data.DataLoader(range(10), batch_size=32, drop_last=True), corpus.tgt_vocab, 1,
+            show=False)  # fewer examples than one batch
+    with pytest.raises(ValueError, match=r"batches \(src, src_valid_len, tgt, tgt_valid_len\), got a tuple of 3"):
+        fit(model, corpus.tagging_loader("train", 32), corpus.tgt_vocab, 1, show=False)

@@ -39,7 +39,8 @@ from course_lib import (
 )
 from course_lib.decoding import beam_search, greedy_decode, translate
 from course_lib.text import BOS, EOS, TranslationDataset, Vocab, loader
-from course_lib.training import train_seq2seq
+from course_lib.training import fit, masked_ce_loss, shift_right, train_seq2seq, warmup_schedule
+from course_lib.transformer import init_transformer_weights
 
 B, TS, TT, D, F, H, V = 3, 7, 6, 16, 32, 4, 23
 VALID = torch.tensor([7, 3, 5])  # source valid lengths
@@ -441,6 +442,140 @@ def test_chapter_3_training_loop_trains_it():
     assert not model.training  # left in eval mode, ready to decode
 
 
+# ------------------------------------------------------------------------ initialization
+
+
+@pytest.fixture(scope="module")
+def course_batch():
+    from course_lib.corpus import load_corpus
+
+    corpus = load_corpus(num_sentences=2000, seed=4)
+    src, src_len, tgt, tgt_len = next(iter(corpus.loader("train", batch_size=128, shuffle=False)))
+    return corpus.src_vocab, corpus.tgt_vocab, (src, src_len, tgt, tgt_len)
+
+
+def initial_loss(model, tgt_vocab, batch):
+    src, src_len, tgt, tgt_len = batch
+    with torch.no_grad():
+        return masked_ce_loss(model.eval()(src, shift_right(tgt, tgt_vocab[BOS]), src_len), tgt, tgt_len).item()
+
+
+@pytest.mark.parametrize("tie_weights", [False, True])
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_a_fresh_model_starts_near_the_loss_of_a_uniform_guess(course_batch, tie_weights, norm_first):
+    """Untrained, tied or not, the default model's loss on course sentences is within 10 % of ln V."""
+    src_vocab, tgt_vocab, batch = course_batch
+    ln_v = math.log(len(tgt_vocab))
+    for seed, (d, blocks) in enumerate([(32, 1), (64, 2), (64, 4)] * 2):
+        torch.manual_seed(seed)
+        model = build_transformer(len(src_vocab), len(tgt_vocab), d, 4 * d, 4, blocks, 0.1,
+                                  tie_weights=tie_weights, norm_first=norm_first)
+        loss = initial_loss(model, tgt_vocab, batch)
+        assert abs(loss - ln_v) < 0.1 * ln_v, (d, blocks, seed, loss, ln_v)
+    if tie_weights:  # the same model with nn.Embedding's default N(0, 1): scores of size sqrt(D), far off
+        for embedding in (model.encoder.embedding, model.decoder.embedding):
+            embedding.reset_parameters()
+        assert initial_loss(model, tgt_vocab, batch) > 3 * ln_v
+
+
+def test_initialization_is_xavier_for_every_matrix_and_leaves_the_rest():
+    torch.manual_seed(8)
+    vocab = 500
+    model = build_transformer(vocab, vocab + 100, 64, 256, 4, 2, 0.0, use_bias=True, tie_weights=True)
+    seen = set()
+    for name, p in model.named_parameters():
+        seen.add(name)
+        if p.dim() > 1:  # std sqrt(2 / (fan_in + fan_out)), uniform: |entries| <= sqrt(3) std
+            std = math.sqrt(2 / sum(p.shape))
+            assert abs(p.std().item() / std - 1) < 0.05, name
+            assert p.abs().max().item() <= math.sqrt(3) * std + 1e-6, name
+    for m in model.modules():
+        if isinstance(m, nn.LayerNorm):
+            assert torch.all(m.weight == 1) and torch.all(m.bias == 0)
+    ffn_bias = model.encoder.blks[0].ffn.dense1.bias  # biases keep PyTorch's default U(-1/sqrt(fan_in), ..)
+    assert 0 < ffn_bias.abs().max().item() <= 64 ** -0.5
+    assert model.decoder.dense.weight is model.decoder.embedding.weight
+    scaled = model.encoder.embedding.weight * 8  # x sqrt(D): spread sqrt(2D / (V + D)), not sqrt(D)
+    assert abs(scaled.std().item() - math.sqrt(2 * 64 / (vocab + 64))) < 0.03
+    # a shared embedding is drawn once, by the encoder; the decoder leaves it as it is
+    torch.manual_seed(9)
+    emb = nn.Embedding(V, D)
+    before = emb.weight.detach().clone()
+    TransformerDecoder(V, D, F, H, 1, 0.0, embedding=emb, tie_weights=True)
+    assert torch.equal(emb.weight, before)
+    # the blocks alone keep PyTorch's defaults (chapter 6's BERT builds its stack from them)
+    torch.manual_seed(10)
+    blk = TransformerEncoderBlock(D, F, H, 0.0)
+    torch.manual_seed(10)
+    reference = nn.Linear(D, D, bias=False)
+    torch.testing.assert_close(blk.attention.W_q.weight, reference.weight)
+    assert init_transformer_weights(blk) is blk and not torch.equal(blk.attention.W_q.weight, reference.weight)
+
+
+def test_scale_embedding_false_leaves_out_the_sqrt_d_factor():
+    torch.manual_seed(11)
+    scaled = build_transformer(V, V + 2, D, F, H, 2, 0.0).eval()
+    plain = build_transformer(V, V + 2, D, F, H, 2, 0.0, scale_embedding=False).eval()
+    assert scaled.encoder.scale_embedding and not plain.encoder.scale_embedding and not plain.decoder.scale_embedding
+    state = scaled.state_dict()  # the same model: embeddings multiplied by sqrt(D) in the weights instead
+    for key in ("encoder.embedding.weight", "decoder.embedding.weight"):
+        state[key] = state[key] * math.sqrt(D)
+    plain.load_state_dict(state)
+    src, tgt = tokens(TS), tokens(TT, seed=12, vocab=V + 2)
+    torch.testing.assert_close(plain(src, tgt, VALID), scaled(src, tgt, VALID), atol=1e-5, rtol=1e-5)
+    # tied: the output layer uses the unscaled matrix either way; the blocks see E[x] (* sqrt(D)) + P
+    for scale in (True, False):
+        model = build_transformer(V, V, D, F, H, 1, 0.0, tie_weights=True, scale_embedding=scale).eval()
+        seen, tgt = [], tokens(TT, seed=13)
+        model.decoder.blks[0].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        model(src, tgt, VALID)
+        factor = math.sqrt(D) if scale else 1.0
+        expected = model.decoder.embedding(tgt) * factor + model.decoder.pos_encoding.P[:, :TT]
+        torch.testing.assert_close(seen[0], expected)
+    with pytest.raises(ValueError, match="scale_embedding"):
+        TransformerEncoder(V, D, F, H, 1, 0.0, scale_embedding=1)
+
+
+def copy_task(seed=0, n_train=960, n_test=196, symbols=10):
+    """Random sequences of 3 to 10 symbols, to be copied: held-out ones never seen in training."""
+    g = torch.Generator().manual_seed(seed)
+    seqs = set()
+    while len(seqs) < n_train + n_test:
+        n = int(torch.randint(3, 11, (1,), generator=g))
+        seqs.add(tuple(f"s{int(i)}" for i in torch.randint(0, symbols, (n,), generator=g)))
+    seqs = sorted(seqs)
+    order = torch.randperm(len(seqs), generator=g).tolist()
+    seqs = [seqs[i] for i in order]
+    return Vocab([f"s{i}" for i in range(symbols)]), seqs[:n_train], seqs[n_train:]
+
+
+def copied(model, vocab, train, test):
+    torch.set_num_threads(1)
+    data = loader(TranslationDataset([(list(s), list(s)) for s in train], vocab, vocab), 32, shuffle=True)
+    fit(model, data, vocab, 10, lr=0.002, schedule=warmup_schedule(50), show=False)  # 300 steps
+    out = translate(model, [list(s) for s in test], vocab, vocab)
+    return sum(o == list(s) for o, s in zip(out, test)) / len(test)
+
+
+def test_the_default_model_learns_to_copy_held_out_sequences_in_300_steps():
+    """The classic copy task (d = 64, 2 blocks): the default initialization copies most held-out
+    sequences exactly after 300 steps; PyTorch's own defaults, in the same model and loop, few."""
+    threads = torch.get_num_threads()
+    try:
+        vocab, train, test = copy_task()
+        torch.manual_seed(0)
+        model = build_transformer(len(vocab), len(vocab), 64, 256, 4, 2, 0.0)
+        assert copied(model, vocab, train, test) >= 0.7
+        torch.manual_seed(0)
+        model = build_transformer(len(vocab), len(vocab), 64, 256, 4, 2, 0.0)
+        for m in model.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+        assert copied(model, vocab, train, test) < 0.4
+    finally:
+        torch.set_num_threads(threads)
+
+
 # -------------------------------------------------------------------------------- errors
 
 
@@ -475,3 +610,52 @@ def test_clear_errors():
         count_parameters(PositionWiseFFN(F, D))
     with pytest.raises(ValueError, match="impl"):
         dec.impl = "flash"
+
+
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+def test_token_ids_out_of_range_and_a_state_of_another_batch_are_refused(impl):
+    """Both paths refuse, naming the id and where it is, and the two batch sizes (the fused path used to broadcast
+    one source over several targets)."""
+    model = build_transformer(V, V, D, F, H, 1, 0.0, impl=impl)
+    src = tokens(TS)
+    for bad, where in ((V, "got 23 at batch 2, position 4"), (-1, "got -1 at batch 2, position 4")):
+        spoiled = src.clone()
+        spoiled[2, 4] = bad
+        with pytest.raises(ValueError, match=rf"TransformerEncoder: token ids must be in \[0, {V}\) .*{where}"):
+            model(spoiled, tokens(TT), VALID)
+    state = model.decoder.init_state(model.encoder(src, VALID), VALID)
+    for other in (1, B + 2):
+        with pytest.raises(ValueError, match=f"built for a batch of {B} sequences.*target holds {other}"):
+            model.decoder(tokens(2)[:1].expand(other, 2).contiguous(), state)
+    _, state = model.decoder(tokens(2), state)  # with a cache
+    with pytest.raises(ValueError, match=f"built for a batch of {B} sequences"):
+        model.decoder(tokens(1)[:2], state)
+
+
+def test_tied_and_shared_models_refuse_untied_weights_and_load_their_own():
+    import copy
+    import io
+
+    untied = build_transformer(V, V, D, F, H, 1, 0.0)
+    for kwargs, names in ((dict(tie_weights=True), ("decoder.embedding.weight", "decoder.dense.weight")),
+                          (dict(shared_embedding=True), ("encoder.embedding.weight", "decoder.embedding.weight"))):
+        tied = build_transformer(V, V, D, F, H, 1, 0.0, **kwargs)
+        before = {k: v.clone() for k, v in tied.state_dict().items()}
+        with pytest.raises(ValueError, match=f"shares one tensor between '{names[0]}' and '{names[1]}'"):
+            tied.load_state_dict(untied.state_dict())
+        for k, v in tied.state_dict().items():  # nothing was overwritten
+            assert torch.equal(v, before[k]), k
+        other = build_transformer(V, V, D, F, H, 1, 0.0, **kwargs)
+        other.load_state_dict(tied.state_dict())  # a tied model's own state dict loads
+        assert all(torch.equal(a, b) for a, b in zip(other.state_dict().values(), tied.state_dict().values()))
+        twin = copy.deepcopy(tied)  # the check survives a copy and a round trip through torch.save
+        with pytest.raises(ValueError, match="shares one tensor"):
+            twin.load_state_dict(untied.state_dict())
+        buffer = io.BytesIO()
+        torch.save(tied, buffer)
+        buffer.seek(0)
+        with pytest.raises(ValueError, match="shares one tensor"):
+            torch.load(buffer, weights_only=False).load_state_dict(untied.state_dict())
+    decoder = TransformerDecoder(V, D, F, H, 1, 0.0, tie_weights=True)
+    with pytest.raises(ValueError, match="'embedding.weight' and 'dense.weight'"):
+        decoder.load_state_dict(TransformerDecoder(V, D, F, H, 1, 0.0).state_dict())

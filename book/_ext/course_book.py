@@ -1,4 +1,4 @@
-"""Sphinx tweaks for the course book: local MathJax, no duplicate page scripts, homework.
+"""Sphinx tweaks for the course book: local MathJax, no duplicate page scripts, homework, code on phones.
 
 1. Serve MathJax from the built book itself instead of a CDN. The book must typeset its formulas offline (in the test suite's browser check, on a
 laptop without network, on a course server behind a firewall). MathJax 3's files come
@@ -18,12 +18,30 @@ published with the site instead: the build copies each student notebook to
 ``homework/<name>/<name>.ipynb`` in the HTML output, the publishing workflow pushes the
 output to the branch ``course_pages_branch`` (default ``gh-pages``), and Colab opens it
 from there.
+
+4. Each chapter ends with a "Homework" box that links its homework page (chapter N,
+homework N: ``chapter_0N_*`` and ``hw0N_*``), and "previous" and "next" at the bottom of
+the pages follow the order in which a student works: chapter 1, homework 1, chapter 2,
+homework 2, ... The sidebar keeps the chapters and the homework in their own parts.
+
+5. Code reads on a phone. Each line of a code cell (and of a printed output that is not
+a table) is its own box: a long line wraps, and its continuation is indented past the
+line's own indentation, so that it cannot be taken for a new statement; it breaks after
+an opening bracket or a comma, or before a dot, rather than inside a name. Printed
+outputs whose columns are aligned (two lines or more with runs of spaces between
+words) keep their lines and scroll sideways instead (``course-columns``). Long inline
+code (``torch.nn.functional.scaled_dot_product_attention``) may break before a dot and
+after an underscore, a parenthesis or a comma. The CSS is in ``_static/course.css``.
 """
 
 from __future__ import annotations
 
+import html
+import re
 import shutil
 from pathlib import Path
+
+from docutils import nodes
 
 from sphinx.application import Sphinx
 from sphinx.config import Config
@@ -106,8 +124,195 @@ def _copy_homework(app: Sphinx, exception: Exception | None) -> None:
         shutil.copy2(notebook, target / notebook.name)
 
 
+# --- 4. chapters and their homework ---------------------------------------------------
+
+CHAPTER = re.compile(r"^book/chapter_(\d+)_")
+HOMEWORK = re.compile(r"^book/homework/_student/hw(\d+)_")
+
+
+def _number(pattern: re.Pattern, docname: str) -> int | None:
+    m = pattern.match(docname)
+    return int(m.group(1)) if m else None
+
+
+def _toc_order(app: Sphinx) -> list[str]:
+    """Every page in the order of the table of contents (what Sphinx's previous/next follow)."""
+    env, order, seen = app.env, [], set()
+
+    def visit(doc: str) -> None:
+        if doc in seen:
+            return
+        seen.add(doc)
+        order.append(doc)
+        for child in env.toctree_includes.get(doc, []):
+            visit(child)
+
+    visit(app.config.root_doc)
+    return order
+
+
+def reading_order(docnames: list[str]) -> list[str]:
+    """The pages in the order a student works: each chapter followed by its homework.
+
+    A homework without a chapter of its number stays where the table of contents has it.
+    """
+    homework = {_number(HOMEWORK, d): d for d in docnames if _number(HOMEWORK, d) is not None}
+    chapters = {_number(CHAPTER, d) for d in docnames if _number(CHAPTER, d) is not None}
+    order = []
+    for doc in docnames:
+        number = _number(HOMEWORK, doc)
+        if number is not None and number in chapters:
+            continue  # placed after its chapter
+        order.append(doc)
+        number = _number(CHAPTER, doc)
+        if number in homework:
+            order.append(homework[number])
+    return order
+
+
+def _homework_of(app: Sphinx, docname: str) -> str | None:
+    number = _number(CHAPTER, docname)
+    if number is None:
+        return None
+    return next((d for d in app.env.found_docs if _number(HOMEWORK, d) == number), None)
+
+
+def _homework_box(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """At the end of a chapter: a box that links the chapter's homework."""
+    target = _homework_of(app, docname)
+    if target is None or app.builder.format != "html":
+        return
+    title = app.env.titles[target].astext()
+    link = nodes.reference("", "", nodes.strong("", title), internal=True,
+                           refuri=app.builder.get_relative_uri(docname, target))
+    box = nodes.admonition(classes=["course-homework", "tip"])
+    box += nodes.title("", "Homework")
+    box += nodes.paragraph(
+        "", "", link,
+        nodes.Text(" practises this chapter: coding questions with checks you can run as you go, and "
+                   "written questions. Its page lists the questions and their points; its Colab button "
+                   "opens the notebook to work in."),
+    )
+    sections = [n for n in doctree.children if isinstance(n, nodes.section)]
+    (sections[-1] if sections else doctree).append(box)
+
+
+def _prev_next(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    """Point "previous" and "next" along the reading order (chapter, its homework, next chapter)."""
+    if "next" not in context and "prev" not in context:
+        return
+    order = getattr(app.builder, "_course_reading_order", None)
+    if order is None:
+        order = app.builder._course_reading_order = reading_order(_toc_order(app))
+    if pagename not in order:
+        return
+    k = order.index(pagename)
+    for key, j in (("prev", k - 1), ("next", k + 1)):
+        if 0 <= j < len(order):
+            other = order[j]
+            context[key] = {
+                "link": app.builder.get_relative_uri(pagename, other),
+                "title": app.builder.render_partial(app.env.titles[other])["title"],
+            }
+        else:
+            context[key] = None
+
+
+# --- 5. code on a phone ----------------------------------------------------------------
+
+CODE_BLOCK = re.compile(
+    r'(?P<open><div class="(?P<cls>[^"]*\bhighlight-[^"]*)"><div class="highlight"><pre>)(?P<code>.*?)(?P<close></pre>)',
+    re.S,
+)
+TAG_OR_TEXT = re.compile(r"(<[^>]+>)|([^<]+)")
+ALIGNED = re.compile(r"\S {2,}\S")
+# Pygments' punctuation and operators: a line may break after an opening bracket or a
+# comma, and before a dot, rather than inside a name.
+BREAK_AFTER = re.compile(r'(<span class="[po]">[^<]*[(\[{,]</span>)(?!\n|$)')
+BREAK_BEFORE = re.compile(r'(?<!^)(<span class="o">\.</span>)')
+INLINE_CODE = re.compile(r'(<code class="docutils literal notranslate">)(.*?)(</code>)', re.S)
+PRE_WORD = re.compile(r'(<span class="pre">)([^<]*)(</span>)')
+
+
+def split_lines(code: str) -> list[str]:
+    """Split highlighted code (HTML) into lines; a tag open across a line break is closed and reopened."""
+    lines: list[str] = []
+    current: list[str] = []
+    open_tags: list[str] = []
+    for tag, text in TAG_OR_TEXT.findall(code):
+        if tag:
+            current.append(tag)
+            if tag.startswith("</"):
+                open_tags.pop()
+            elif not tag.endswith("/>"):
+                open_tags.append(tag)
+            continue
+        for k, part in enumerate(text.split("\n")):
+            if k:
+                current += [f"</{t[1:].split()[0].rstrip('>')}>" for t in reversed(open_tags)]
+                lines.append("".join(current))
+                current = list(open_tags)
+            current.append(part)
+    lines.append("".join(current))
+    return lines
+
+
+def _plain(line: str) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", "", line))
+
+
+def has_columns(lines: list[str]) -> bool:
+    """A printed table: two lines or more with words separated by runs of spaces."""
+    return sum(bool(ALIGNED.search(_plain(line).strip())) for line in lines) >= 2
+
+
+def code_lines(code: str) -> str:
+    """Each line in its own box, with its indentation (in characters) for the hanging indent."""
+    lines = split_lines(code)
+    last = lines.pop() if lines and _plain(lines[-1]) == "" else None
+    boxed = []
+    for line in lines:
+        text = _plain(line)
+        indent = len(text) - len(text.lstrip(" "))
+        line = BREAK_BEFORE.sub(r"<wbr>\1", BREAK_AFTER.sub(r"\1<wbr>", line))
+        boxed.append(f'<span class="cl" style="--indent: {indent}">{line}</span>')
+    return "\n".join(boxed) + ("\n" + last if last is not None else "")
+
+
+def _code_block(match: re.Match) -> str:
+    cls, code = match.group("cls"), match.group("code")
+    if "output" in cls.split() and has_columns(split_lines(code)):
+        opening = match.group("open").replace(f'class="{cls}"', f'class="{cls} course-columns"', 1)
+        return opening + code + match.group("close")
+    return match.group("open") + code_lines(code) + match.group("close")
+
+
+def break_points(word: str) -> str:
+    """Let a long name break before a dot and after an underscore, a parenthesis or a comma."""
+    if len(word) <= 16:
+        return word
+    word = re.sub(r"(?<=[^.])\.(?=\w)", "<wbr>.", word)
+    return re.sub(r"([_(,=/])(?=.)", r"\1<wbr>", word)
+
+
+def _inline_code(match: re.Match) -> str:
+    inner = PRE_WORD.sub(lambda m: m.group(1) + break_points(m.group(2)) + m.group(3), match.group(2))
+    return match.group(1) + inner + match.group(3)
+
+
+def _code_for_phones(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    body = context.get("body")
+    if not body:
+        return
+    body = CODE_BLOCK.sub(_code_block, body)
+    context["body"] = INLINE_CODE.sub(_inline_code, body)
+
+
 def setup(app: Sphinx) -> dict[str, object]:
     app.add_config_value("course_pages_branch", "gh-pages", "html")
+    app.connect("doctree-resolved", _homework_box)
+    app.connect("html-page-context", _prev_next)
+    app.connect("html-page-context", _code_for_phones)
     app.connect("html-page-context", _homework_colab_button, priority=900)
     app.connect("build-finished", _copy_homework)
     app.connect("config-inited", _configure)
