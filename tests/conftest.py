@@ -119,7 +119,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     hands out groups in the order of this list)."""
     if not _in_parallel(config):
         return
-    measured = config.cache.get(GROUP_SECONDS_KEY, {}) if config.cache else {}
+    measured = config.cache.get(GROUP_SECONDS_KEY, {}) if getattr(config, "cache", None) else {}
     groups: dict[str, list[pytest.Item]] = {}
     for item in items:
         groups.setdefault(work_group(item.nodeid), []).append(item)
@@ -151,7 +151,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """On the controller of a parallel run: keep each group's seconds for the next run's order."""
     config = session.config
-    if _group_seconds and _in_parallel(config) and not hasattr(config, "workerinput") and config.cache is not None:
+    if _group_seconds and _in_parallel(config) and not hasattr(config, "workerinput") and getattr(config, "cache", None) is not None:
         measured = config.cache.get(GROUP_SECONDS_KEY, {})
         measured.update({name: round(seconds, 1) for name, seconds in _group_seconds.items()})
         config.cache.set(GROUP_SECONDS_KEY, measured)
