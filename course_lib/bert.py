@@ -932,27 +932,14 @@ def from_huggingface(model: nn.Module) -> BERTModel:
         eps=cfg.layer_norm_eps, embedding_norm=True, tie_weights=tied or predictions is None,
     )
 
-    def copy(dst: nn.Module, src: nn.Module) -> None:
-        dst.weight.copy_(src.weight)
-        if getattr(dst, "bias", None) is not None:
-            dst.bias.copy_(src.bias)
-
+    copy = _copy_weights
     ref = next(model.parameters())
     with torch.no_grad():
         enc = ours.encoder
-        copy(enc.token_embedding, emb.word_embeddings)
-        copy(enc.segment_embedding, emb.token_type_embeddings)
+        for ours_module, theirs_module in _encoder_pairs(enc, bert):
+            copy(ours_module, theirs_module)
         enc.pos_embedding.copy_(emb.position_embeddings.weight.unsqueeze(0))
-        copy(enc.embedding_norm, emb.LayerNorm)
-        for blk, layer in zip(enc.blks, bert.encoder.layer):
-            att = layer.attention
-            for ours_lin, theirs_lin in ((blk.attention.W_q, att.self.query), (blk.attention.W_k, att.self.key),
-                                         (blk.attention.W_v, att.self.value), (blk.attention.W_o, att.output.dense)):
-                copy(ours_lin, theirs_lin)
-            copy(blk.addnorm1.ln, att.output.LayerNorm)
-            copy(blk.ffn.dense1, layer.intermediate.dense)
-            copy(blk.ffn.dense2, layer.output.dense)
-            copy(blk.addnorm2.ln, layer.output.LayerNorm)
+        for blk in enc.blks:
             blk.attention.attention.dropout_p = float(cfg.attention_probs_dropout_prob)
         if getattr(bert, "pooler", None) is not None:
             copy(ours.hidden[0], bert.pooler.dense)
@@ -1006,6 +993,33 @@ def _huggingface_config(model: BERTModel) -> dict[str, object]:
     )
 
 
+def _copy_weights(dst: nn.Module, src: nn.Module) -> None:
+    """Copy ``src``'s weight (and bias, if ``dst`` has one) into ``dst``, in place."""
+    dst.weight.copy_(src.weight)
+    if getattr(dst, "bias", None) is not None:
+        dst.bias.copy_(src.bias)
+
+
+def _encoder_pairs(enc: nn.Module, bert: nn.Module):
+    """(ours, theirs): the modules of our ``BERTEncoder`` and of a Hugging Face ``BertModel``
+    that hold the same weights, both directions of the bridge use it (the position
+    embeddings, a parameter here and a module there, are copied by the callers)."""
+    emb = bert.embeddings
+    yield enc.token_embedding, emb.word_embeddings
+    yield enc.segment_embedding, emb.token_type_embeddings
+    yield enc.embedding_norm, emb.LayerNorm
+    for blk, layer in zip(enc.blks, bert.encoder.layer):
+        att = layer.attention
+        yield blk.attention.W_q, att.self.query
+        yield blk.attention.W_k, att.self.key
+        yield blk.attention.W_v, att.self.value
+        yield blk.attention.W_o, att.output.dense
+        yield blk.addnorm1.ln, att.output.LayerNorm
+        yield blk.ffn.dense1, layer.intermediate.dense
+        yield blk.ffn.dense2, layer.output.dense
+        yield blk.addnorm2.ln, layer.output.LayerNorm
+
+
 def to_huggingface(model: BERTModel, head: str = "pretraining") -> nn.Module:
     """A Hugging Face ``transformers`` BERT with our ``BERTModel``'s weights: the reverse of :func:`from_huggingface`.
 
@@ -1038,25 +1052,11 @@ def to_huggingface(model: BERTModel, head: str = "pretraining") -> nn.Module:
         transformers.BertConfig(**config))
     bert, heads, enc = theirs.bert, theirs.cls, model.encoder
 
-    def copy(dst: nn.Module, src: nn.Module) -> None:
-        dst.weight.copy_(src.weight)
-        dst.bias.copy_(src.bias)
-
+    copy = _copy_weights
     with torch.no_grad():
-        emb = bert.embeddings
-        emb.word_embeddings.weight.copy_(enc.token_embedding.weight)
-        emb.token_type_embeddings.weight.copy_(enc.segment_embedding.weight)
-        emb.position_embeddings.weight.copy_(enc.pos_embedding[0])
-        copy(emb.LayerNorm, enc.embedding_norm)
-        for layer, blk in zip(bert.encoder.layer, enc.blks):
-            att = layer.attention
-            for theirs_lin, ours_lin in ((att.self.query, blk.attention.W_q), (att.self.key, blk.attention.W_k),
-                                         (att.self.value, blk.attention.W_v), (att.output.dense, blk.attention.W_o)):
-                copy(theirs_lin, ours_lin)
-            copy(att.output.LayerNorm, blk.addnorm1.ln)
-            copy(layer.intermediate.dense, blk.ffn.dense1)
-            copy(layer.output.dense, blk.ffn.dense2)
-            copy(layer.output.LayerNorm, blk.addnorm2.ln)
+        for ours_module, theirs_module in _encoder_pairs(enc, bert):
+            copy(theirs_module, ours_module)
+        bert.embeddings.position_embeddings.weight.copy_(enc.pos_embedding[0])
         predictions = heads.predictions
         copy(predictions.transform.dense, model.mlm.mlp[0])
         copy(predictions.transform.LayerNorm, model.mlm.mlp[2])
