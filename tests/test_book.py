@@ -211,6 +211,8 @@ def test_printed_tables_keep_their_columns_and_prose_wraps():
          ["torch", ".nn", ".functional", ".scaled_", "dot_", "product_", "attention"]),
         ("course_lib.count_parameters(course_lib.build_transformer(", None),
         ("short.name", ["short.name"]),
+        ("grader.check(...)", ["grader", ".check(...)"]),
+        ('grader.check("q1")', ["grader", '.check("q1")']),
     ],
 )
 def test_long_inline_code_may_break_before_dots_and_after_underscores(word, pieces):

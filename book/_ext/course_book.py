@@ -288,11 +288,15 @@ def _code_block(match: re.Match) -> str:
 
 
 def break_points(word: str) -> str:
-    """Let a long name break before a dot and after an underscore, a parenthesis or a comma."""
+    """Let a long name break before a dot and after an underscore, a parenthesis or a comma.
+
+    Only where a name follows: ``grader.check(...)`` may break before ``.check`` but not
+    between its brackets.
+    """
     if len(word) <= 16:
         return word
     word = re.sub(r"(?<=[^.])\.(?=\w)", "<wbr>.", word)
-    return re.sub(r"([_(,=/])(?=.)", r"\1<wbr>", word)
+    return re.sub(r"([_(,=/])(?=\w)", r"\1<wbr>", word)
 
 
 def _inline_code(match: re.Match) -> str:
