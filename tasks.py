@@ -799,8 +799,9 @@ GIT_INSTALL_SOURCE = 'f"git+{COURSE_REPO}@{COURSE_BRANCH}"'
 
 def pip_packages(py: Path) -> dict[str, str]:
     """Installed distributions of an environment: normalized name -> version."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     out = subprocess.run([str(py), "-m", "pip", "list", "--format=json", "--disable-pip-version-check"],
-                         capture_output=True, text=True, check=True).stdout
+                         capture_output=True, text=True, check=True, env=env).stdout  # not what PYTHONPATH adds
     return {re.sub(r"[-_.]+", "-", d["name"]).lower(): d["version"] for d in json.loads(out)}
 
 
@@ -828,7 +829,7 @@ def reset_colab_venv(py: Path) -> None:
     """Uninstall whatever a notebook installed, and restore versions it changed."""
     baseline = json.loads((COLAB_VENV / ".baseline.json").read_text())
     now = pip_packages(py)
-    extra = sorted(set(now) - set(baseline))
+    extra = sorted((set(now) - set(baseline)) | ({"course-lib"} & set(now)))  # course_lib: never part of it
     changed = [f"{name}=={version}" for name, version in baseline.items() if now.get(name) != version]
     if extra:
         run([py, "-m", "pip", "uninstall", "-y", "-q", *extra])

@@ -42,13 +42,18 @@ chooses 15 % of the ordinary tokens to predict and replaces 80 % of those by ``<
 :func:`load_pretraining_data`) puts both together into d2l-style batches
 ``(tokens, segments, valid_lens, pred_positions, mlm_weights, mlm_labels, nsp_labels)``.
 :func:`masked_lm_loss` averages the cross-entropy over the real prediction positions
-only (d2l 1.0.3's ``_get_batch_loss_bert`` averages over the padded ones too, d2l issue
-#2582; a label of -100, Hugging Face's "no target", does not count either);
-:func:`pretraining_loss` adds the next-sentence loss.
+only (d2l 1.0.3's ``_get_batch_loss_bert`` multiplies its weights with a loss that is
+already averaged over every slot, so they cancel out: it returns the plain mean over all
+B P slots, padded ones included; d2l issue #2582; a label of -100, Hugging Face's "no
+target", does not count either). :func:`pretraining_loss` adds the next-sentence loss.
 
 **Fine-tuning.** :class:`BERTClassifier` (one label per text or pair, from ``<cls>``) and
-:class:`BERTTagger` (one label per token) reuse a pretrained model's encoder;
-:func:`encode_inputs` and :func:`encode_tagging` build their batches.
+:class:`BERTTagger` (one label per token) start from a copy of a pretrained model's
+encoder (``copy=False`` shares it instead, as d2l does); :func:`encode_inputs` and
+:func:`encode_tagging` build their batches.
+
+**Hugging Face.** :func:`from_huggingface` and :func:`to_huggingface` move weights
+between our ``BERTModel`` and ``transformers``' BERT classes, both ways.
 
 **Checkpoints.** :func:`save_pretrained` writes a model with its configuration and its
 vocabulary in one file, atomically; :func:`load_pretrained` gives back ``(model, vocab)``.
@@ -64,6 +69,7 @@ never a str; vocabularies that hold the reserved tokens used (``<cls>``, ``<sep>
 from __future__ import annotations
 
 from collections.abc import Sequence
+from copy import deepcopy
 from typing import NamedTuple
 
 import torch
@@ -823,17 +829,23 @@ def _unpack_inputs(tokens, segments, valid_lens):
 class BERTClassifier(nn.Module):
     """One label per text or pair, from the ``<cls>`` encoding: (B, T) -> logits (B, C).
 
-    ``BERTClassifier(bert, num_classes)`` reuses (shares) the pretrained model's
-    ``encoder`` and ``hidden`` (the pooler), as d2l's classifier does, and adds a new
-    ``output`` layer. Forward ``(tokens, segments=None, valid_lens=None)``, or d2l's
-    single tuple ``((tokens, segments, valid_lens))``.
+    ``BERTClassifier(bert, num_classes)`` starts from the pretrained model's ``encoder``
+    and ``hidden`` (the pooler) and adds a new ``output`` layer. Forward ``(tokens,
+    segments=None, valid_lens=None)``, or d2l's single tuple ``((tokens, segments,
+    valid_lens))``.
+
+    ``copy=True`` (the default) gives the classifier its own copies of the encoder and
+    the pooler, so fine-tuning it leaves ``bert`` as it was (one model can start several
+    fine-tunings). ``copy=False`` shares them, as d2l's classifier does: training the
+    classifier then trains ``bert`` too, and saves the memory of a second encoder.
     """
 
-    def __init__(self, bert: BERTModel, num_classes: int, dropout: float = 0.0) -> None:
+    def __init__(self, bert: BERTModel, num_classes: int, dropout: float = 0.0, *, copy: bool = True) -> None:
         super().__init__()
         _check_int("num_classes", num_classes)
+        _check_bool("copy", copy)
         _check_bert(bert, "BERTClassifier", ("encoder", "hidden"))
-        self.encoder, self.hidden = bert.encoder, bert.hidden
+        self.encoder, self.hidden = deepcopy((bert.encoder, bert.hidden)) if copy else (bert.encoder, bert.hidden)
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(bert.encoder.token_embedding.embedding_dim, num_classes)
 
@@ -846,17 +858,23 @@ class BERTClassifier(nn.Module):
 class BERTTagger(nn.Module):
     """One label per token (e.g. part of speech): (B, T) -> logits (B, T, C).
 
-    ``BERTTagger(bert, num_tags)`` reuses the pretrained model's ``encoder`` and adds a
-    linear ``output`` layer applied at every position. Train with
+    ``BERTTagger(bert, num_tags)`` starts from the pretrained model's ``encoder`` and
+    adds a linear ``output`` layer applied at every position. Train with
     ``F.cross_entropy(logits.reshape(-1, C), tags.reshape(-1))``, the tags of
     :func:`encode_tagging` (-100 where there is nothing to predict).
+
+    ``copy=True`` (the default) gives the tagger its own copy of the encoder, so
+    fine-tuning it leaves ``bert`` as it was. ``copy=False`` shares the encoder (as
+    :class:`BERTClassifier` with ``copy=False`` and d2l's classifier do): training the
+    tagger then trains ``bert`` too.
     """
 
-    def __init__(self, bert: BERTModel, num_tags: int, dropout: float = 0.0) -> None:
+    def __init__(self, bert: BERTModel, num_tags: int, dropout: float = 0.0, *, copy: bool = True) -> None:
         super().__init__()
         _check_int("num_tags", num_tags)
+        _check_bool("copy", copy)
         _check_bert(bert, "BERTTagger", ("encoder",))
-        self.encoder = bert.encoder
+        self.encoder = deepcopy(bert.encoder) if copy else bert.encoder
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(bert.encoder.token_embedding.embedding_dim, num_tags)
 
@@ -949,6 +967,111 @@ def from_huggingface(model: nn.Module) -> BERTModel:
     return ours.to(device=ref.device, dtype=ref.dtype).train(model.training)
 
 
+HF_HEADS = ("pretraining", "masked_lm")  #: what :func:`to_huggingface` can build
+
+
+def _huggingface_config(model: BERTModel) -> dict[str, object]:
+    """The ``transformers.BertConfig`` arguments of our model, or a ValueError naming what BERT lacks."""
+    enc = model.encoder
+    blks = list(enc.blks)
+    if not hasattr(enc, "embedding_norm"):
+        raise ValueError("embedding_norm=False: Hugging Face's BERT always applies a LayerNorm to the summed "
+                         "embeddings; only a BERTModel built with embedding_norm=True (as BERT_CONFIGS) converts")
+    if not blks:
+        raise ValueError("num_blks=0: a Hugging Face BERT has at least one encoder layer")
+    if any(blk.norm_first for blk in blks):
+        raise ValueError("norm_first=True (pre-norm blocks): Hugging Face's BERT is post-norm")
+    if any(getattr(blk.attention, w).bias is None for blk in blks for w in ("W_q", "W_k", "W_v", "W_o")):
+        raise ValueError("use_bias=False (attention projections without biases): Hugging Face's BERT has them")
+    norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
+    if len({m.eps for m in norms}) > 1 or any(m.weight is None or m.bias is None for m in norms):
+        raise ValueError(f"eps: Hugging Face's BERT has one layer_norm_eps and affine LayerNorms, got eps "
+                         f"{sorted({m.eps for m in norms})}")
+    acts = {blk.ffn.activation for blk in blks} | {type(model.mlm.mlp[1]).__name__.lower()}
+    if len(acts) > 1:
+        raise ValueError(f"activation: Hugging Face's BERT has one hidden_act, got {sorted(acts)}")
+    hidden_p = {blk.addnorm1.dropout.p for blk in blks} | {blk.addnorm2.dropout.p for blk in blks} \
+        | {enc.embedding_dropout.p}
+    attention_p = {blk.attention.attention.dropout_p for blk in blks}
+    if len(hidden_p) > 1 or len(attention_p) > 1:
+        raise ValueError(f"dropout: Hugging Face's BERT has one hidden_dropout_prob and one "
+                         f"attention_probs_dropout_prob, got {sorted(hidden_p)} and {sorted(attention_p)}")
+    return dict(
+        vocab_size=enc.token_embedding.num_embeddings, hidden_size=enc.token_embedding.embedding_dim,
+        num_hidden_layers=len(blks), num_attention_heads=blks[0].attention.num_heads,
+        intermediate_size=blks[0].ffn.dense1.out_features, hidden_act=blks[0].ffn.activation,
+        hidden_dropout_prob=hidden_p.pop(), attention_probs_dropout_prob=attention_p.pop(),
+        max_position_embeddings=enc.pos_embedding.shape[1], type_vocab_size=enc.segment_embedding.num_embeddings,
+        layer_norm_eps=norms[0].eps, tie_word_embeddings=model.tie_weights, pad_token_id=0,
+    )
+
+
+def to_huggingface(model: BERTModel, head: str = "pretraining") -> nn.Module:
+    """A Hugging Face ``transformers`` BERT with our ``BERTModel``'s weights: the reverse of :func:`from_huggingface`.
+
+    ``head="pretraining"``: a ``BertForPreTraining`` (encoder, pooler, MLM and NSP heads);
+    ``head="masked_lm"``: a ``BertForMaskedLM`` (encoder and MLM head; the model that
+    ``transformers.pipeline("fill-mask", ...)`` takes). Given the same token ids,
+    segments (``token_type_ids``) and padding (``attention_mask``, 1 on the first
+    ``valid_lens`` positions), it computes the same hidden states, MLM logits and NSP
+    logits as ``model``; ``from_huggingface`` of the result gives ``model`` back, weight
+    for weight. It is on ``model``'s device and dtype, in its train/eval mode, and shares
+    no tensor with it. Token ids stay the course vocabulary's: a Hugging Face tokenizer
+    for it must map each token to the same id (the course ``Vocab`` puts ``<pad>`` at 0,
+    Hugging Face's ``pad_token_id``).
+
+    Only a model that Hugging Face's BERT can express converts; otherwise a
+    ``ValueError`` names the option: ``embedding_norm=False`` (the default of the course's
+    small BERT, as d2l's; build it with ``embedding_norm=True``), pre-norm blocks
+    (``norm_first``), attention projections without biases (``use_bias=False``), or
+    LayerNorm ``eps``, activations or dropout rates that differ between layers.
+    ``transformers`` is imported here only (the ``hf`` extra).
+    """
+    if not isinstance(model, BERTModel):
+        raise TypeError(f"expected a course_lib.bert.BERTModel, got {type(model).__name__}")
+    if head not in HF_HEADS:
+        raise ValueError(f"head must be one of {HF_HEADS}, got {head!r}")
+    config = _huggingface_config(model)
+    import transformers
+
+    theirs = (transformers.BertForPreTraining if head == "pretraining" else transformers.BertForMaskedLM)(
+        transformers.BertConfig(**config))
+    bert, heads, enc = theirs.bert, theirs.cls, model.encoder
+
+    def copy(dst: nn.Module, src: nn.Module) -> None:
+        dst.weight.copy_(src.weight)
+        dst.bias.copy_(src.bias)
+
+    with torch.no_grad():
+        emb = bert.embeddings
+        emb.word_embeddings.weight.copy_(enc.token_embedding.weight)
+        emb.token_type_embeddings.weight.copy_(enc.segment_embedding.weight)
+        emb.position_embeddings.weight.copy_(enc.pos_embedding[0])
+        copy(emb.LayerNorm, enc.embedding_norm)
+        for layer, blk in zip(bert.encoder.layer, enc.blks):
+            att = layer.attention
+            for theirs_lin, ours_lin in ((att.self.query, blk.attention.W_q), (att.self.key, blk.attention.W_k),
+                                         (att.self.value, blk.attention.W_v), (att.output.dense, blk.attention.W_o)):
+                copy(theirs_lin, ours_lin)
+            copy(att.output.LayerNorm, blk.addnorm1.ln)
+            copy(layer.intermediate.dense, blk.ffn.dense1)
+            copy(layer.output.dense, blk.ffn.dense2)
+            copy(layer.output.LayerNorm, blk.addnorm2.ln)
+        predictions = heads.predictions
+        copy(predictions.transform.dense, model.mlm.mlp[0])
+        copy(predictions.transform.LayerNorm, model.mlm.mlp[2])
+        if not model.tie_weights:  # tied: the decoder's weight is the word embedding matrix, copied above
+            predictions.decoder.weight.copy_(model.mlm.mlp[3].weight)
+        predictions.decoder.bias.copy_(model.mlm.mlp[3].bias)
+        if getattr(predictions, "bias", None) is not None and predictions.bias is not predictions.decoder.bias:
+            predictions.bias.copy_(model.mlm.mlp[3].bias)
+        if head == "pretraining":
+            copy(bert.pooler.dense, model.hidden[0])
+            copy(heads.seq_relationship, model.nsp.output)
+    ref = next(model.parameters())
+    return theirs.to(device=ref.device, dtype=ref.dtype).train(model.training)
+
+
 # ------------------------------------------------------------------------------ checkpoints
 
 #: The ``format`` entry of a checkpoint written by :func:`save_pretrained`.
@@ -1033,6 +1156,7 @@ __all__ = [
     "pretraining_loss",
     "save_pretrained",
     "special_token_ids",
+    "to_huggingface",
     "trim_pair",
     "wikitext2_dataset",
     "wikitext2_documents",

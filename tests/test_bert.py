@@ -51,6 +51,7 @@ from course_lib.bert import (
     pretraining_loss,
     save_pretrained,
     special_token_ids,
+    to_huggingface,
     trim_pair,
 )
 from course_lib.corpus import load_corpus
@@ -482,7 +483,7 @@ def test_pretraining_dataset_of_the_full_corpus_builds_quickly():
 def test_fine_tuning_heads_shapes():
     bert = BERTModel(V, D, F_, H, 2, 0.0, max_len=L)
     tokens, segments, _ = inputs()
-    tagger, classifier = BERTTagger(bert, 5), BERTClassifier(bert, 3)
+    tagger, classifier = BERTTagger(bert, 5, copy=False), BERTClassifier(bert, 3, copy=False)
     assert tagger(tokens, segments, VALID).shape == (B, T, 5)
     assert classifier(tokens, segments, VALID).shape == (B, 3)
     assert classifier((tokens, segments, VALID)).shape == (B, 3)  # d2l's single tuple
@@ -522,6 +523,195 @@ def test_tiny_fine_tuning_overfits(corpus):
         predicted = tagger(tokens, segments, valid).argmax(-1)
         assert torch.equal(predicted[tags != IGNORE_INDEX], tags[tags != IGNORE_INDEX])
         assert torch.equal(classifier(tokens, segments, valid).argmax(-1), topics)
+
+
+def one_training_step(model, tokens, segments, valid_lens):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model(tokens, segments, valid_lens).square().mean().backward()
+    optimizer.step()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fine_tuning_heads_copy_by_default_or_share(seed):
+    """copy=True (default): the head starts from the pretrained weights and training it leaves `bert` untouched;
+    copy=False: the head shares the encoder (and the classifier the pooler), and training it trains `bert`."""
+    tokens, segments, _ = inputs(seed)
+    for make in (lambda b, **kw: BERTTagger(b, 5, **kw), lambda b, **kw: BERTClassifier(b, 3, **kw)):
+        bert = randomize(BERTModel(V, D, F_, H, 2, 0.0, max_len=L), seed=seed).eval()
+        before = {k: v.clone() for k, v in bert.state_dict().items()}
+        head = make(bert).eval()
+        shared = make(bert, copy=False).eval()
+        head.output.load_state_dict(shared.output.state_dict())
+        assert head.encoder is not bert.encoder and shared.encoder is bert.encoder
+        assert not {id(p) for p in head.parameters()} & {id(p) for p in bert.parameters()}
+        torch.testing.assert_close(head(tokens, segments, VALID), shared(tokens, segments, VALID))  # same start
+        if isinstance(head, BERTClassifier):
+            assert head.hidden is not bert.hidden and shared.hidden is bert.hidden
+        one_training_step(head.train(), tokens, segments, VALID)
+        assert all(torch.equal(v, before[k]) for k, v in bert.state_dict().items())  # the copy trained, not bert
+        assert not torch.equal(head.encoder.token_embedding.weight, bert.encoder.token_embedding.weight)
+        one_training_step(shared.train(), tokens, segments, VALID)
+        assert not torch.equal(bert.encoder.token_embedding.weight, before["encoder.token_embedding.weight"])
+        with pytest.raises(ValueError, match="copy"):
+            make(bert, copy="no")
+
+
+def hf_ready(seed=0, **options):
+    """A course BERTModel that Hugging Face's BERT can express, every parameter perturbed."""
+    kwargs = dict(num_segments=2, activation="gelu", eps=1e-12, embedding_norm=True, tie_weights=True)
+    kwargs.update(options)
+    torch.manual_seed(seed)
+    return randomize(BERTModel(V, D, F_, H, 2, 0.1, max_len=L, **kwargs), seed=seed, scale=0.2)
+
+
+HF_OPTIONS = [{}, {"tie_weights": False}, {"activation": "relu", "eps": 1e-5, "num_segments": 3},
+              {"tie_weights": False, "activation": "relu", "eps": 1e-6}]
+
+
+@pytest.mark.parametrize("options", HF_OPTIONS)
+def test_to_huggingface_then_back_is_the_identity(options):
+    pytest.importorskip("transformers")
+    ours = hf_ready(**options).eval()
+    before = {k: v.clone() for k, v in ours.state_dict().items()}
+    theirs = to_huggingface(ours)
+    assert type(theirs).__name__ == "BertForPreTraining" and not theirs.training
+    assert theirs.config.tie_word_embeddings == ours.tie_weights
+    back = from_huggingface(theirs)
+    assert back.config == ours.config and back.tie_weights == ours.tie_weights and not back.training
+    assert set(back.state_dict()) == set(ours.state_dict())
+    for k, v in ours.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v), k
+        assert torch.equal(v, before[k]), f"{k} changed by the conversion"
+    assert {blk.attention.attention.dropout_p for blk in back.encoder.blks} == {0.1}
+    # the converted model shares no tensor with ours
+    ours_ptrs = {p.data_ptr() for p in ours.parameters()}
+    assert not ours_ptrs & {p.data_ptr() for p in theirs.parameters()}
+    train = to_huggingface(ours.train())
+    assert train.training and all(m.training for m in train.modules())
+
+
+def hf_outputs(theirs, tokens, segments, valid_lens):
+    attention_mask = (torch.arange(tokens.shape[1]) < valid_lens.unsqueeze(1)).long()
+    with torch.no_grad():
+        return theirs(input_ids=tokens, token_type_ids=segments, attention_mask=attention_mask,
+                      output_hidden_states=True)
+
+
+@pytest.mark.parametrize("options", HF_OPTIONS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_to_huggingface_computes_what_ours_computes(options, seed):
+    """Random weights, biases and LayerNorms perturbed: hidden states, MLM and NSP logits agree at real positions."""
+    pytest.importorskip("transformers")
+    ours = hf_ready(seed, **options).eval()
+    tokens, segments, _ = inputs(seed)
+    segments = segments * (ours.encoder.segment_embedding.num_embeddings - 1)
+    theirs = to_huggingface(ours)
+    masked_lm = to_huggingface(ours, head="masked_lm")
+    assert type(masked_lm).__name__ == "BertForMaskedLM" and masked_lm.bert.pooler is None
+    out, mlm_out = hf_outputs(theirs, tokens, segments, VALID), hf_outputs(masked_lm, tokens, segments, VALID)
+    all_positions = torch.arange(T).expand(B, T)
+    for impl in ("manual", "sdpa"):
+        ours.impl = impl
+        with torch.no_grad():
+            encoded, mlm, nsp = ours(tokens, segments, VALID, all_positions)
+        for b, n in enumerate(VALID.tolist()):  # padded positions are free to differ
+            for got in (out.hidden_states[-1], mlm_out.hidden_states[-1]):
+                torch.testing.assert_close(got[b, :n], encoded[b, :n], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(out.prediction_logits[b, :n], mlm[b, :n], atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(mlm_out.logits[b, :n], mlm[b, :n], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(out.seq_relationship_logits, nsp, atol=1e-5, rtol=1e-4)
+
+
+def test_to_huggingface_comparison_sees_a_swapped_tensor():
+    """The comparison above can fail: swap the query and key projections of one layer, or the two LayerNorms'
+    biases, and the outputs differ by far more than the tolerance."""
+    pytest.importorskip("transformers")
+    ours = hf_ready(2).eval()
+    tokens, segments, _ = inputs(2)
+    with torch.no_grad():
+        encoded = ours(tokens, segments, VALID)[0]
+    for swap in ("query/key", "layernorm biases", "embedding norm"):
+        theirs = to_huggingface(ours)
+        layer = theirs.bert.encoder.layer[1]
+        with torch.no_grad():
+            if swap == "query/key":
+                q, k = layer.attention.self.query.weight, layer.attention.self.key.weight
+                q_old = q.clone()
+                q.copy_(k)
+                k.copy_(q_old)
+            elif swap == "layernorm biases":
+                a, b = layer.attention.output.LayerNorm.bias, layer.output.LayerNorm.bias
+                a_old = a.clone()
+                a.copy_(b)
+                b.copy_(a_old)
+            else:
+                theirs.bert.embeddings.LayerNorm.weight.fill_(1.0)
+        got = hf_outputs(theirs, tokens, segments, VALID).hidden_states[-1]
+        assert (got[0, :9] - encoded[0, :9]).abs().max() > 1e-2, swap
+
+
+def test_to_huggingface_keeps_dtype_and_device():
+    pytest.importorskip("transformers")
+    ours = hf_ready(3).double().eval()
+    theirs = to_huggingface(ours)
+    assert all(p.dtype == torch.float64 for p in theirs.parameters())
+    tokens, segments, _ = inputs(3)
+    with torch.no_grad():
+        encoded, _, nsp = ours(tokens, segments, VALID)
+    out = hf_outputs(theirs, tokens, segments, VALID)
+    torch.testing.assert_close(out.hidden_states[-1][0], encoded[0], atol=1e-10, rtol=1e-9)
+    torch.testing.assert_close(out.seq_relationship_logits, nsp, atol=1e-10, rtol=1e-9)
+
+
+def test_to_huggingface_refuses_what_bert_cannot_express():
+    """Options the original BERT lacks raise a ValueError naming them; the model is left unchanged."""
+    pytest.importorskip("transformers")
+    with pytest.raises(ValueError, match="embedding_norm=False"):
+        to_huggingface(BERTModel(V, D, F_, H, 1, 0.0, max_len=L))  # the course's small BERT (d2l's defaults)
+
+    def broken(how):
+        model = hf_ready(4)
+        blk = model.encoder.blks[1]
+        if how == "norm_first":
+            blk.norm_first = True
+        elif how == "use_bias":
+            blk.attention.W_k.register_parameter("bias", None)
+        elif how == "eps":
+            blk.addnorm2.ln.eps = 1e-3
+        elif how == "dropout":
+            blk.attention.attention.dropout_p = 0.5
+        elif how == "activation":
+            blk.ffn.activation = "relu"
+            blk.ffn.relu = nn.ReLU()
+        return model
+
+    for how in ("norm_first", "use_bias", "eps", "dropout", "activation"):
+        model = broken(how)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        with pytest.raises(ValueError, match=how):
+            to_huggingface(model)
+        assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="head"):
+        to_huggingface(hf_ready(), head="classifier")
+    with pytest.raises(TypeError, match="BERTModel"):
+        to_huggingface(hf_ready().encoder)
+
+
+def test_to_huggingface_needs_transformers_only_when_called():
+    code = (
+        "import sys\n"
+        "sys.modules['transformers'] = None  # any import of transformers now fails\n"
+        "from course_lib.bert import BERTModel, to_huggingface\n"
+        "model = BERTModel(10, 8, 16, 2, 1, 0.0, embedding_norm=True)\n"
+        "try:\n"
+        "    to_huggingface(model)\n"
+        "except ImportError:\n"
+        "    print('ImportError')\n"
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ImportError"
 
 
 # ------------------------------------------------------------------------ distributed training

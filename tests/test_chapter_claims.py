@@ -97,3 +97,73 @@ def test_appendix_counts_occurrences_and_quotes_the_smallest():
     flat = " ".join(text.split())
     assert smallest >= 60 and "at least 60 times each in training" in flat
     assert "training sentences with" not in out
+
+
+def cells(name: str) -> list[dict]:
+    return json.loads((ROOT / "book" / name).read_text())["cells"]
+
+
+def cell_output(cell: dict) -> str:
+    """Printed text and displayed text (a progress line is displayed, then updated in place)."""
+    parts = []
+    for o in cell.get("outputs", []):
+        if "text" in o:
+            parts.append("".join(o["text"]))
+        elif "text/plain" in o.get("data", {}) and "image/png" not in o["data"]:
+            parts.append("".join(o["data"]["text/plain"]) + "\n")
+    return "".join(parts)
+
+
+def code_cell_with(nb_cells: list[dict], snippet: str) -> dict:
+    found = [c for c in nb_cells if c["cell_type"] == "code" and snippet in "".join(c["source"])]
+    assert len(found) == 1, f"expected one code cell containing {snippet!r}, found {len(found)}"
+    return found[0]
+
+
+CHAPTER_3 = "chapter_03_seq2seq_attention.ipynb"
+
+
+def test_chapter_3_figure_3_5_names_the_deciding_words_of_the_sentences_it_shows():
+    """Figure 3.5's caption lists the words that decide each sense; they must be words of
+    the four probe sentences drawn (printed above it), not of other probes."""
+    nb = cells(CHAPTER_3)
+    caption = next("".join(c["source"]) for c in nb if "".join(c["source"]).startswith("*Figure 3.5"))
+    inside = re.search(r"not to the words? that decides? its sense \((.*?)\)\.", " ".join(caption.split()))
+    assert inside, "Figure 3.5's caption should name the deciding words in parentheses"
+    words = re.findall(r'"([^"]+)"', inside.group(1))
+    assert len(words) >= 4, words
+    out = cell_output(code_cell_with(nb, "shown_words = "))
+    sources = [line.split(":", 2)[-1].split("->")[0].split() for line in out.splitlines() if "->" in line]
+    assert len(sources) == 4, out
+    for word in words:
+        assert any(word in s for s in sources), f"{word!r} is in none of the sentences Figure 3.5 draws"
+
+
+def test_chapter_3_attention_table_says_how_many_probes_it_averages():
+    """The table of where the attention goes averages a slice of each sense's probes; the
+    prose names the size of that slice."""
+    nb = cells(CHAPTER_3)
+    code = "".join(code_cell_with(nb, "def attention_at_the_word").get("source"))
+    sliced = re.search(r"for s, _ in items\[:(\d+)\]", code)
+    assert sliced, "the attention table should average a fixed slice of the probes"
+    text = " ".join(markdown(CHAPTER_3).split())
+    assert f"each of the first {sliced.group(1)} probe sentences of each sense" in text
+
+
+def test_chapter_3_stored_outputs_are_those_of_its_code():
+    """Two cells whose prose depends on what they print: the training cell's epoch caps,
+    and the pooled lines of the cue table ("the last lines"). An output stored before the
+    code changed fails here; re-executing the chapter fixes it."""
+    nb = cells(CHAPTER_3)
+    train = code_cell_with(nb, "time_budget=budget")
+    source, out = "".join(train["source"]), cell_output(train)
+    max_epochs = int(re.search(r"max_epochs = [\d.]+, (\d+)", source).group(1))
+    plain_cap = int(re.search(r'fit\(models\["without attention"\], train_loader, tgt_vocab, (\d+),', source).group(1))
+    caps = dict(re.findall(r"^(.*?): \[[#.]+\] \d+/\d+ batches, epoch \d+/(\d+)", out, re.M))
+    assert caps, "the training cell should print its progress lines"
+    expected = {"with attention": max_epochs, "attention, bidirectional": max_epochs, "without attention": plain_cap}
+    assert {name: int(cap) for name, cap in caps.items()} == expected
+    cue = code_cell_with(nb, "cue_probes = corpus.cue_probes")
+    pooled = re.findall(r"^\s*(one-directional|bidirectional): cue before .*, only after ", cell_output(cue), re.M)
+    assert sorted(pooled) == ["bidirectional", "one-directional"], "the cue cell's pooled lines are missing"
+    assert "(the last lines)" in markdown(CHAPTER_3)

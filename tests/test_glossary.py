@@ -27,7 +27,7 @@ EMPHASIS = {
     # chapter 2
     "vectors", "no", "a modest constant", "different sizes", "same size", "saturates", "compete", "stores",
     # chapter 3
-    "attend", "same", "true", "smooths", "batches of similar length", "both", "cue before", "only after",
+    "attend", "same", "true", "batches of similar length", "both", "cue before", "only after",
     "one sense for every probe", "time",
     # chapter 4: run-in headings of lists
     "text", "audio", "images", "graphs", "one label per vector", "one label per sequence",
