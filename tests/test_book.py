@@ -283,7 +283,12 @@ def test_tasks_book_serves_the_pages_and_the_search_index_and_stops_on_ctrl_c(bu
                     assert response.headers["Content-Type"].startswith("text/javascript")
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # leave no server behind
+            out, err = proc.communicate()
+            pytest.fail(f"the server did not stop within 20 s of Ctrl-C (SIGINT):\n{err[-2000:]}")
     assert proc.returncode == 0, err
     assert "server stopped" in out and "Traceback" not in err
 
