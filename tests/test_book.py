@@ -65,6 +65,7 @@ def test_mathjax_is_served_from_the_book(built_book):
 
 import html as html_lib  # noqa: E402
 import importlib.util  # noqa: E402
+import os  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -211,6 +212,8 @@ def test_printed_tables_keep_their_columns_and_prose_wraps():
          ["torch", ".nn", ".functional", ".scaled_", "dot_", "product_", "attention"]),
         ("course_lib.count_parameters(course_lib.build_transformer(", None),
         ("short.name", ["short.name"]),
+        ("grader.check(...)", ["grader", ".check(...)"]),
+        ('grader.check("q1")', ["grader", '.check("q1")']),
     ],
 )
 def test_long_inline_code_may_break_before_dots_and_after_underscores(word, pieces):
@@ -218,6 +221,34 @@ def test_long_inline_code_may_break_before_dots_and_after_underscores(word, piec
     assert out.replace("<wbr>", "") == word
     if pieces is not None:
         assert out.split("<wbr>") == pieces
+
+
+@pytest.mark.parametrize("tag", [r"\tag{4.1}", r"\tag*{A}"])
+@pytest.mark.parametrize("where", ["end", "start"])
+def test_a_tag_moves_out_of_the_split_environment_sphinx_adds(tag, where):
+    ext = extension()
+    lines = r"\begin{aligned} a &= b \\" + "\n" + r"c &= d \end{aligned}"
+    inner = f"{lines}\n{tag}\n" if where == "end" else f"{tag}\n{lines}\n"
+    page = '<p>x</p><div class="math">\\[\\begin{split}' + inner + '\\end{split}\\]</div><p>y</p>'
+    out = ext.tags_outside_split(page)
+    split = re.search(r"\\begin\{split\}(.*?)\\end\{split\}", out, re.S).group(1)
+    assert r"\tag" not in split
+    assert out.count(tag) == 1 and (r"\end{split}" + tag + r"\]") in out
+    assert out.replace(tag, "") == page.replace(tag, "")        # nothing else changed
+    untagged = page.replace(tag, "")
+    assert ext.tags_outside_split(untagged) == untagged
+    inline = r'<span class="math">\(\tag{1} x\)</span>'          # a tag outside any split is left alone
+    assert ext.tags_outside_split(inline) == inline
+
+
+def test_no_page_keeps_a_tag_inside_a_split_environment(built_book):
+    """MathJax refuses \\tag inside split and shows an error instead of the equation."""
+    bad = []
+    for page in sorted(built_book.rglob("*.html")):
+        for inner in re.findall(r"\\begin\{split\}(.*?)\\end\{split\}", page.read_text(), re.S):
+            if "\\tag" in inner:
+                bad.append(f"{page.relative_to(built_book)}: {inner.strip()[:60]}")
+    assert bad == [], bad
 
 
 def test_pages_box_code_lines_and_let_inline_code_break(built_book):
@@ -231,8 +262,11 @@ def test_pages_box_code_lines_and_let_inline_code_break(built_book):
 # --- tasks.py book serves the site ------------------------------------------------------
 
 def test_tasks_book_serves_the_pages_and_the_search_index_and_stops_on_ctrl_c(built_book):
+    # A run started in the background (`cmd &` in a script) inherits an ignored SIGINT, and
+    # Python then installs no handler for it: give the server the default, as in a terminal.
     proc = subprocess.Popen([sys.executable, str(ROOT / "tasks.py"), "book", "--no-build", "--port", "0", "--no-open"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if os.name == "posix" else None)
     try:
         line = proc.stdout.readline()
         m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
@@ -249,7 +283,12 @@ def test_tasks_book_serves_the_pages_and_the_search_index_and_stops_on_ctrl_c(bu
                     assert response.headers["Content-Type"].startswith("text/javascript")
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # leave no server behind
+            out, err = proc.communicate()
+            pytest.fail(f"the server did not stop within 20 s of Ctrl-C (SIGINT):\n{err[-2000:]}")
     assert proc.returncode == 0, err
     assert "server stopped" in out and "Traceback" not in err
 

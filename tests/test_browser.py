@@ -11,7 +11,7 @@ at both widths, it records:
   that does not scroll, or off the screen;
 * width: the page is no wider than the screen, and no element of the article sticks
   out of it unless a scrolling box holds it;
-* images: every one loaded;
+* images: every one loaded, and shown in its own proportions (not squeezed);
 * the console: no error;
 
 and, on the desktop, the size at which each figure's smallest text is shown. The PNGs
@@ -71,6 +71,7 @@ class PageRecord:
     equations: list[str] = field(default_factory=list)   # cut-off equations, described
     overflow: list[str] = field(default_factory=list)    # what makes the page wider than the screen
     images: list[list] = field(default_factory=list)     # [src, loaded, naturalWidth, clientWidth, caption]
+    distorted: list[str] = field(default_factory=list)   # images not shown in their own proportions
     console: list[dict] = field(default_factory=list)
     title: str = ""
     column: float | None = None                          # width of a code cell's output box
@@ -153,11 +154,17 @@ const caption = img => {
 };
 const images = Array.from(article.querySelectorAll('img')).map(i =>
   [i.getAttribute('src'), i.complete && i.naturalWidth > 0, i.naturalWidth, i.getBoundingClientRect().width, caption(i)]);
+// images shown with another shape than their own (a fixed height on a narrowed image)
+const distorted = Array.from(article.querySelectorAll('img')).filter(i => i.complete && i.naturalWidth > 0)
+  .map(i => [i.getAttribute('src'), i.naturalWidth / i.naturalHeight, i.getBoundingClientRect()])
+  .filter(([, natural, r]) => r.width > 0 && r.height > 0 && Math.abs(r.width / r.height / natural - 1) > 0.02)
+  .map(([src, natural, r]) => `${src}: shown ${round(r.width)} x ${round(r.height)} px, ` +
+                              `its own shape ${natural.toFixed(2)} : 1`);
 const h1 = document.querySelector('h1');
 const output = document.querySelector('div.cell_output');
 const tables = Array.from(document.querySelectorAll('.pst-scrollable-table-container'))
                     .map(b => b.scrollWidth - b.clientWidth);
-return {equations, overflow, images, title: h1 ? h1.textContent.trim() : '', column: output ? output.clientWidth : null,
+return {equations, overflow, images, distorted, title: h1 ? h1.textContent.trim() : '', column: output ? output.clientWidth : null,
         tables};
 """
 
@@ -259,6 +266,7 @@ def survey(browser, server, built_book) -> dict[tuple[str, str], PageRecord]:
             record.equations, record.overflow = found["equations"], found["overflow"]
             record.images, record.title, record.column = found["images"], found["title"], found["column"]
             record.tables = found["tables"]
+            record.distorted = found["distorted"]
             record.console = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
             name = Path(page).stem
             screenshot(browser, shots / device / f"{name}.png")
@@ -320,6 +328,13 @@ def test_images_load_and_console_is_clean(survey, page, device):
     broken = [src for src, loaded, *_ in record.images if not loaded]
     assert broken == [], f"images that failed to load: {broken}"
     assert record.console == [], record.console
+
+
+@pytest.mark.parametrize("page, device", CASES, ids=IDS)
+def test_images_keep_their_proportions(survey, page, device):
+    """A figure narrowed to fit the column keeps its shape (its height follows its width)."""
+    bad = survey[page, device].distorted
+    assert bad == [], f"images squeezed out of shape at {WIDTHS[device]} px:\n" + "\n".join(bad)
 
 
 HOMEWORK = [p for p in PAGES if "/_student/hw" in p]

@@ -117,6 +117,24 @@ def test_readme_gives_the_two_commands_and_ci_runs_the_test_one():
     assert commands == ["python3 tasks.py test"], commands
 
 
+def test_readme_addresses_follow_the_configured_repository():
+    """The site, Colab and homework addresses the README gives are those _config.yml's repository implies."""
+    readme = (ROOT / "README.md").read_text()
+    owner, name = re.fullmatch(r"https://github\.com/([^/]+)/([^/]+?)/?", tasks.config_repo_url()).groups()
+    branch = tasks.config_repo_branch()
+    site = f"https://{owner}.github.io/{name}/"
+    colab = f"https://colab.research.google.com/github/{owner}/{name}/blob/"
+    assert f"<{site}>" in readme, f"the README does not give the published site, {site}"
+    chapters = re.findall(re.escape(colab) + rf"{re.escape(branch)}/(book/[\w/]+\.ipynb)", readme)
+    assert chapters and all((ROOT / c).is_file() for c in chapters), chapters
+    pages = re.findall(re.escape(site) + r"(book/homework/_student/(hw\d+_\w+)\.html)", readme)
+    assert pages, "the README does not give a homework page's address on the published site"
+    for page, hw in pages:  # generated pages: the master exists and the table of contents lists the page
+        assert (ROOT / "book" / "homework" / f"{hw}.ipynb").is_file(), page
+        assert f"- file: {page[:-len('.html')]}" in (ROOT / "_toc.yml").read_text(), page
+        assert f"{colab}gh-pages/homework/{hw}/{hw}.ipynb" in readme, hw
+
+
 def test_course_lib_builds_as_a_wheel_with_loose_dependencies(tmp_path):
     """What `pip install git+<repository>` does in Colab, offline: build course_lib's wheel."""
     subprocess.run(

@@ -1,4 +1,4 @@
-"""Sphinx tweaks for the course book: local MathJax, no duplicate page scripts, homework, code on phones.
+r"""Sphinx tweaks for the course book: local MathJax, no duplicate page scripts, homework, code on phones, numbered equations over several lines.
 
 1. Serve MathJax from the built book itself instead of a CDN. The book must typeset its formulas offline (in the test suite's browser check, on a
 laptop without network, on a course server behind a firewall). MathJax 3's files come
@@ -32,6 +32,12 @@ outputs whose columns are aligned (two lines or more with runs of spaces between
 words) keep their lines and scroll sideways instead (``course-columns``). Long inline
 code (``torch.nn.functional.scaled_dot_product_attention``) may break before a dot and
 after an underscore, a parenthesis or a comma. The CSS is in ``_static/course.css``.
+
+6. A numbered display equation over several lines typesets. Sphinx wraps a display
+formula that contains a line break (``\\``) in ``\begin{split}...\end{split}``, where
+MathJax refuses ``\tag`` ("\tag not allowed in split environment") and shows that error
+instead of the equation. The tag is moved after ``\end{split}``, where it numbers the
+whole display as intended.
 """
 
 from __future__ import annotations
@@ -288,11 +294,15 @@ def _code_block(match: re.Match) -> str:
 
 
 def break_points(word: str) -> str:
-    """Let a long name break before a dot and after an underscore, a parenthesis or a comma."""
+    """Let a long name break before a dot and after an underscore, a parenthesis or a comma.
+
+    Only where a name follows: ``grader.check(...)`` may break before ``.check`` but not
+    between its brackets.
+    """
     if len(word) <= 16:
         return word
     word = re.sub(r"(?<=[^.])\.(?=\w)", "<wbr>.", word)
-    return re.sub(r"([_(,=/])(?=.)", r"\1<wbr>", word)
+    return re.sub(r"([_(,=/])(?=\w)", r"\1<wbr>", word)
 
 
 def _inline_code(match: re.Match) -> str:
@@ -305,7 +315,27 @@ def _code_for_phones(app: Sphinx, pagename: str, templatename: str, context: dic
     if not body:
         return
     body = CODE_BLOCK.sub(_code_block, body)
-    context["body"] = INLINE_CODE.sub(_inline_code, body)
+    body = INLINE_CODE.sub(_inline_code, body)
+    context["body"] = tags_outside_split(body)
+
+
+# --- 6. numbered equations over several lines -------------------------------------------
+
+SPLIT = re.compile(r"\\begin\{split\}(.*?)\\end\{split\}", re.S)
+TAG = re.compile(r"\\tag\*?\{[^{}]*\}")
+
+
+def tags_outside_split(html_text: str) -> str:
+    """Move each ``\\tag{...}`` out of the ``split`` environment Sphinx put around it, to just after it."""
+
+    def move(match: re.Match) -> str:
+        inner = match.group(1)
+        tags = TAG.findall(inner)
+        if not tags:
+            return match.group(0)
+        return "\\begin{split}" + TAG.sub("", inner) + "\\end{split}" + "".join(tags)
+
+    return SPLIT.sub(move, html_text)
 
 
 def setup(app: Sphinx) -> dict[str, object]:
