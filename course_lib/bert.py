@@ -73,6 +73,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from course_lib._checks import (
     atomic_write,
+    check_bool,
     host_checks_allowed,
     check_features,
     check_index_range,
@@ -955,7 +956,7 @@ def from_huggingface(model: nn.Module) -> BERTModel:
 CHECKPOINT_FORMAT = "course_lib.bert.BERTModel/1"
 
 
-def save_pretrained(model: BERTModel, vocab: Vocab, path, extra: dict | None = None) -> None:
+def save_pretrained(model: BERTModel, vocab: Vocab, path, extra: dict | None = None, overwrite: bool = False) -> None:
     """Write a complete, reloadable artifact: the weights, the model's configuration and its vocabulary.
 
     One file (``torch.save`` of plain tensors, numbers, strings and lists, which
@@ -964,7 +965,11 @@ def save_pretrained(model: BERTModel, vocab: Vocab, path, extra: dict | None = N
     leaves a damaged file nor destroys an earlier one. ``extra`` (a dict of numbers,
     strings and lists, e.g. the training options) is stored alongside.
     :func:`load_pretrained` reads it back.
+
+    An existing file at ``path`` (an earlier model, perhaps) is not replaced unless
+    ``overwrite=True``: a ``FileExistsError`` that leaves it as it is.
     """
+    check_bool("overwrite", overwrite)
     if not isinstance(model, BERTModel):
         raise TypeError(f"save_pretrained expects a BERTModel, got {type(model).__name__}")
     check_vocab_has(vocab, (), "save_pretrained")
@@ -973,7 +978,7 @@ def save_pretrained(model: BERTModel, vocab: Vocab, path, extra: dict | None = N
                          f"{model.config['vocab_size']}: save the vocabulary the model was trained with")
     payload = {"format": CHECKPOINT_FORMAT, "config": dict(model.config), "vocab": list(vocab.idx_to_token),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "extra": dict(extra or {})}
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    atomic_write(path, lambda tmp: torch.save(payload, tmp), overwrite=overwrite)
 
 
 def load_pretrained(path, map_location: str | torch.device = "cpu") -> tuple[BERTModel, Vocab]:

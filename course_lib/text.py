@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from course_lib._checks import atomic_write, check_int, check_tokens_not_text, is_int
+from course_lib._checks import atomic_write, check_bool, check_int, check_tokens_not_text, is_int
 
 PAD, BOS, EOS, UNK, CLS, SEP, MASK = "<pad>", "<bos>", "<eos>", "<unk>", "<cls>", "<sep>", "<mask>"
 RESERVED = (PAD, BOS, EOS, UNK, CLS, SEP, MASK)
@@ -94,10 +94,15 @@ class Vocab:
     def pad(self) -> int:
         return self.token_to_idx.get(PAD, -1)
 
-    def save(self, path: str | Path) -> None:
-        """Write the tokens to a JSON file, atomically (a failure leaves an earlier file untouched)."""
+    def save(self, path: str | Path, overwrite: bool = False) -> None:
+        """Write the tokens to a JSON file, atomically (a failure leaves an earlier file untouched).
+
+        An existing file at ``path`` is not replaced unless ``overwrite=True`` (a
+        ``FileExistsError`` leaves it as it is).
+        """
+        check_bool("overwrite", overwrite)
         text = json.dumps({"idx_to_token": self.idx_to_token}, ensure_ascii=False, indent=0)
-        atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), overwrite=overwrite)
 
     @classmethod
     def from_tokens(cls, tokens: Sequence[str], source: str = "idx_to_token") -> Vocab:

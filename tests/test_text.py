@@ -141,3 +141,17 @@ def test_vocab_refuses_ids_where_tokens_go_and_out_of_range_ids(tmp_path):
     v.save(tmp_path / "v.json")
     assert Vocab.load(tmp_path / "v.json").idx_to_token == v.idx_to_token
     assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.json", "v.json"]  # no temporary file left
+
+
+def test_vocab_save_replaces_an_existing_file_only_when_asked(tmp_path):
+    v = Vocab("le chat a vu la scie".split())
+    path = tmp_path / "v.json"
+    path.write_text("notes of my own")
+    with pytest.raises(FileExistsError, match="v.json' already exists; it was left as it is.*overwrite=True"):
+        v.save(path)
+    assert path.read_text() == "notes of my own"
+    with pytest.raises(ValueError, match="overwrite must be True or False"):
+        v.save(path, overwrite="yes")
+    v.save(path, overwrite=True)
+    assert Vocab.load(path).idx_to_token == v.idx_to_token
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.json"]
