@@ -990,7 +990,16 @@ def load_pretrained(path, map_location: str | torch.device = "cpu") -> tuple[BER
     that is not such a checkpoint, or is damaged, raises a ValueError that says so.
     """
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        device = torch.device(map_location)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"map_location must be a device such as 'cpu' or 'cuda', got {map_location!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"map_location={map_location!r}, but CUDA is not available here; load it with "
+                         f"map_location='cpu' (the default)")
+    if device.type == "meta":
+        raise ValueError("map_location='meta' would load no weights; use 'cpu' or 'cuda'")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as err:  # a truncated file, another format, a pickle that needs code
@@ -1008,7 +1017,7 @@ def load_pretrained(path, map_location: str | torch.device = "cpu") -> tuple[BER
     vocab = Vocab.from_tokens(tokens, f"the vocabulary stored in {path}")
     model = BERTModel(**config)
     model.load_state_dict(state)
-    return model.to(map_location).eval(), vocab
+    return model.to(device).eval(), vocab
 
 
 __all__ = [

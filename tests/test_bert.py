@@ -832,3 +832,15 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     assert (tmp_path / "bert.pt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "vocab.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine with CUDA")
+def test_loading_onto_a_missing_gpu_names_map_location_not_the_file(tmp_path):
+    vocab = Vocab("a b c".split())
+    save_pretrained(BERTModel(len(vocab), D, F_, H, 1, 0.0, 8), vocab, tmp_path / "bert.pt")
+    with pytest.raises(ValueError, match="map_location='cuda', but CUDA is not available here.*map_location='cpu'"):
+        load_pretrained(tmp_path / "bert.pt", map_location="cuda")
+    with pytest.raises(ValueError, match="map_location='meta' would load no weights"):
+        load_pretrained(tmp_path / "bert.pt", map_location="meta")
+    model, _ = load_pretrained(tmp_path / "bert.pt", map_location=torch.device("cpu"))
+    assert next(model.parameters()).device.type == "cpu"
