@@ -195,6 +195,22 @@ def check_vocab_has(vocab: object, tokens: tuple[str, ...], who: str) -> None:
                          "course_lib.text.Vocab, whose reserved tokens include them")
 
 
+def check_device(name: str, value: object) -> torch.device:
+    """``value`` as a ``torch.device`` that exists here: a ValueError naming ``name`` otherwise."""
+    try:
+        device = torch.device(value)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{name} must be a device such as 'cpu' or 'cuda', got {value!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}={value!r}, but CUDA is not available here (torch {torch.__version__}); "
+                         f"use {name}='cpu' or course_lib.try_gpu()")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"{name}={value!r}, but only {torch.cuda.device_count()} GPU(s) are visible")
+    if device.type == "meta":
+        raise ValueError(f"{name}='meta' holds no values; use 'cpu' or 'cuda'")
+    return device
+
+
 def check_output_path(path: str | os.PathLike, name: str, overwrite: bool = True) -> Path:
     """Check, before any long work, that a file can be written at ``path``; return it as a Path.
 

@@ -74,6 +74,7 @@ from torch.utils.data import DataLoader, Dataset
 from course_lib._checks import (
     atomic_write,
     check_bool,
+    check_device,
     host_checks_allowed,
     check_features,
     check_index_range,
@@ -647,6 +648,8 @@ class BERTPretrainingDataset(Dataset):
                trim: bool = True) -> DataLoader:
         """Batches of :meth:`batch` (shuffling seeded by ``seed``)."""
         _check_int("batch_size", batch_size)
+        for name, value in (("shuffle", shuffle), ("drop_last", drop_last), ("trim", trim)):
+            check_bool(name, value)
         return DataLoader(range(len(self)), batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
                           generator=torch.Generator().manual_seed(seed),
                           collate_fn=lambda indices: self.batch(indices, trim))
@@ -989,15 +992,7 @@ def load_pretrained(path, map_location: str | torch.device = "cpu") -> tuple[BER
     trained with. The file is read with ``weights_only=True`` (no code is run). A file
     that is not such a checkpoint, or is damaged, raises a ValueError that says so.
     """
-    try:
-        device = torch.device(map_location)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"map_location must be a device such as 'cpu' or 'cuda', got {map_location!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"map_location={map_location!r}, but CUDA is not available here; load it with "
-                         f"map_location='cpu' (the default)")
-    if device.type == "meta":
-        raise ValueError("map_location='meta' would load no weights; use 'cpu' or 'cuda'")
+    device = check_device("map_location", map_location)
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:

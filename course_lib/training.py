@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from course_lib._checks import (
     check_bool,
+    check_device,
     check_index_range,
     check_int,
     check_lengths,
@@ -234,6 +235,7 @@ def fit(
     if not isinstance(model, nn.Module):
         raise TypeError(f"fit expects a torch.nn.Module to train, got {type(model).__name__}")
     check_int("num_epochs", num_epochs)
+    device = check_device("device", device)
     check_number("lr", lr, positive=True)
     if grad_clip is not None:
         check_number("grad_clip", grad_clip, positive=True)

@@ -155,3 +155,25 @@ def test_vocab_save_replaces_an_existing_file_only_when_asked(tmp_path):
     v.save(path, overwrite=True)
     assert Vocab.load(path).idx_to_token == v.idx_to_token
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.json"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vocab_of_sentences_counts_their_tokens_as_d2l_does(d2l, seed):
+    """A list of token lists used to fail with "unhashable type: 'list'"; d2l's Vocab flattens it."""
+    g = torch.Generator().manual_seed(seed)
+    words = "le chat a vu la scie près de banque".split()
+    sentences = [[words[i] for i in torch.randint(len(words), (int(n),), generator=g).tolist()]
+                 for n in torch.randint(1, 8, (5 + seed,), generator=g)]
+    flat = [t for s in sentences for t in s]
+    copy = [list(s) for s in sentences]
+    for min_freq in (1, 2):
+        v = Vocab(sentences, min_freq=min_freq)
+        assert v.idx_to_token == Vocab(flat, min_freq=min_freq).idx_to_token
+        theirs = d2l.Vocab(sentences, min_freq=min_freq, reserved_tokens=list(RESERVED))
+        assert set(theirs.idx_to_token) == set(v.idx_to_token)
+    assert sentences == copy  # unchanged
+    assert Vocab([tuple(s) for s in sentences]).idx_to_token == Vocab(flat).idx_to_token
+    with pytest.raises(TypeError, match=r"not a mix: item 1 is str 'chat'"):
+        Vocab([["le"], "chat"])
+    with pytest.raises(TypeError, match=r"tokens must be str .*got list \['le'\]"):
+        Vocab([[["le"], ["chat"]]])  # one level of nesting only
