@@ -709,6 +709,23 @@ CASES = [
     C("rnn init_state Transformer outputs", lambda: BAH_DEC.init_state(torch.zeros(2, 4, 8)),
       r"init_state expects the RNN encoder's \(outputs \(Ts, B, H\), state \(L, B, H\)\)"),
     C("rnn plain init_state", lambda: RNN_DEC.init_state(None), "init_state expects the RNN encoder's"),
+    C("bahdanau enc_valid_lens too long", lambda: BAH_DEC.init_state(RNN_OUT, torch.tensor([6, 3])),
+      r"enc_valid_lens must hold lengths in \[1, 5\] \(at least one token, at most Ts = 5\), got 6 at index 0"),
+    C("bahdanau enc_valid_lens float", lambda: BAH_DEC.init_state(RNN_OUT, torch.tensor([5.0, 3.0])),
+      r"enc_valid_lens must be None or an integer tensor \(B,\) with B = 2"),
+    C("bahdanau enc_valid_lens batch", lambda: BAH_DEC.init_state(RNN_OUT, torch.tensor([5])),
+      r"enc_valid_lens must be None or an integer tensor \(B,\) with B = 2"),
+    C("bahdanau state of one item", lambda: BAH_DEC(ids(2, 2), [torch.zeros(2, 5, 8)]),
+      "the decoder state must be the list of 3 items that Seq2SeqAttentionDecoder.init_state.*got list of 1 items"),
+    C("rnn decoder state None", lambda: RNN_DEC(ids(2, 2), None),
+      "the decoder state must be the list of 2 items that Seq2SeqDecoder.init_state.*got NoneType"),
+    C("translate swapped vocabularies", lambda: D_.translate(_swapped_model(), [["the"]], VOCAB, BIG),
+      rf"the model predicts over {NV} target tokens but tgt_vocab has {NV + 2} \(src_vocab has that size: are the "
+      r"two vocabularies swapped\?\)"),
+    C("greedy swapped vocabularies", lambda: D_.greedy_decode(_swapped_model(), ["the"], VOCAB, BIG),
+      "are the two vocabularies swapped"),
+    C("beam swapped vocabularies", lambda: D_.beam_search(_swapped_model(), ["the"], VOCAB, BIG),
+      "are the two vocabularies swapped"),
     C("TranslationDataset no vocab", lambda: T_.TranslationDataset([(["a"], ["b"])], VOCAB, None),
       "expects course_lib.text.Vocab vocabularies, got NoneType", TypeError),
     C("TaggingDataset dict vocab", lambda: T_.TaggingDataset([(["a"], ["X"])], VOCAB, {"X": 0}),
@@ -720,6 +737,9 @@ CASES = [
       TypeError),
     C("time_fn repeat 0", lambda: time_fn(lambda: None, repeat=0), "need repeat >= 1"),
     C("time_fn not callable", lambda: time_fn(3), "expects a function", TypeError),
+    C("time_fn device gpu", lambda: time_fn(lambda: None, device="gpu"), "device must be a device such as 'cpu'"),
+    C("time_fn repeat bool", lambda: time_fn(lambda: None, repeat=True), "need repeat >= 1"),
+    C("peak_memory device gpu", lambda: peak_memory(lambda: None, device="gpu"), "device must be a device such as"),
     C("peak_memory not callable", lambda: peak_memory(None), "expects a function", TypeError),
 ]
 
@@ -753,6 +773,14 @@ def _zip() -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("a/b.txt", "text")
     return path
+
+
+BIG = T_.Vocab(WORDS + ["zebra", "lion"])   # two more tokens than VOCAB
+
+
+def _swapped_model():
+    """A model from BIG's tokens to VOCAB's, called with the vocabularies in the wrong order (VOCAB, BIG)."""
+    return build_transformer(len(BIG), NV, 8, 16, 2, 1, 0.0, max_len=40)
 
 
 def _sdpa(module):
