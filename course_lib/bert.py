@@ -195,6 +195,7 @@ class BERTEncoder(_SwitchesImpl):
             _check_int(name, value)
         _check_activation(activation)
         _check_bool("embedding_norm", embedding_norm)
+        check_number("eps", eps, positive=True)  # 0 or less: a constant row becomes 0 / 0 = NaN
         self.max_len, self.num_segments = max_len, num_segments
         self.token_embedding = nn.Embedding(vocab_size, num_hiddens)
         self.segment_embedding = nn.Embedding(num_segments, num_hiddens)
@@ -262,6 +263,7 @@ class MaskLM(nn.Module):
     ) -> None:
         super().__init__()
         act = ACTIVATIONS[_check_activation(activation)]
+        check_number("eps", eps, positive=True)
         self.mlp = nn.Sequential(_linear(num_inputs, num_hiddens), act(), nn.LayerNorm(num_hiddens, eps=eps),
                                  nn.Linear(num_hiddens, vocab_size))
 
