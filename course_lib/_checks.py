@@ -195,15 +195,35 @@ def check_vocab_has(vocab: object, tokens: tuple[str, ...], who: str) -> None:
                          "course_lib.text.Vocab, whose reserved tokens include them")
 
 
-def check_output_path(path: str | os.PathLike, name: str) -> Path:
+def check_device(name: str, value: object) -> torch.device:
+    """``value`` as a ``torch.device`` that exists here: a ValueError naming ``name`` otherwise."""
+    try:
+        device = torch.device(value)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{name} must be a device such as 'cpu' or 'cuda', got {value!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name}={value!r}, but CUDA is not available here (torch {torch.__version__}); "
+                         f"use {name}='cpu' or course_lib.try_gpu()")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"{name}={value!r}, but only {torch.cuda.device_count()} GPU(s) are visible")
+    if device.type == "meta":
+        raise ValueError(f"{name}='meta' holds no values; use 'cpu' or 'cuda'")
+    return device
+
+
+def check_output_path(path: str | os.PathLike, name: str, overwrite: bool = True) -> Path:
     """Check, before any long work, that a file can be written at ``path``; return it as a Path.
 
     Missing parent folders are created. Refused: an existing folder at ``path``, a parent
-    that is a file, a folder that cannot be written. A probe file is created and removed.
+    that is a file, a folder that cannot be written, and, with ``overwrite=False``, an
+    existing file at ``path`` (which is left as it is). A probe file is created and removed.
     """
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{name} must be a file path, got {str(path)!r}, which is an existing folder")
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise ValueError(f"{name}={str(path)!r} already exists and would be replaced; choose another path, move the "
+                         f"file away, or allow replacing it (--overwrite)")
     for parent in path.parents:
         if parent.exists() and not parent.is_dir():
             raise ValueError(f"{name}={str(path)!r} cannot be written: {str(parent)!r} is a file, not a folder")
@@ -217,14 +237,36 @@ def check_output_path(path: str | os.PathLike, name: str) -> Path:
     return path
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+def _umask() -> int:
+    """The process's umask: read from /proc where it can be (setting it to read it is not thread-safe)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], overwrite: bool = True) -> None:
     """Call ``write(tmp)`` on a temporary file next to ``path``, then rename it to ``path``.
 
     A failure half-way leaves any earlier file at ``path`` untouched and no partial file.
+    The file's contents are flushed to the disk before the rename, and the file gets the
+    permissions of a file created by ``open`` (``0o666`` less the umask), not the private
+    ones of a temporary file. With ``overwrite=False`` an existing file at ``path`` is
+    never replaced, not even one that appears while ``write`` runs: a ``FileExistsError``.
     """
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(21, f"cannot write {str(path)!r}: it is an existing folder")
+    exists_message = (f"{str(path)!r} already exists; it was left as it is. Choose another path, move the file "
+                      f"away, or pass overwrite=True to replace it")
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise FileExistsError(17, exists_message)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as err:  # a missing folder, a parent that is a file, no permission: name the file asked for
@@ -232,7 +274,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     os.close(fd)
     try:
         write(Path(tmp))
-        os.replace(tmp, path)
+        os.chmod(tmp, 0o666 & ~_umask())
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # atomic, and fails if path exists
+            except FileExistsError:
+                raise FileExistsError(17, exists_message) from None
+            except OSError:  # a file system without hard links: the check above, then a rename
+                if path.exists() or path.is_symlink():
+                    raise FileExistsError(17, exists_message) from None
+                os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

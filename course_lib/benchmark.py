@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from course_lib._checks import check_device, is_int
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -25,8 +27,8 @@ def time_fn(fn: Callable[[], object], device: torch.device | str = "cpu", repeat
     """Median wall time of ``fn()`` in seconds over ``repeat`` runs, after ``warmup`` runs."""
     if not callable(fn):
         raise TypeError(f"time_fn expects a function to call, got {type(fn).__name__}")
-    device = torch.device(device)
-    if not isinstance(repeat, int) or not isinstance(warmup, int) or repeat < 1 or warmup < 0:
+    device = check_device("device", device)
+    if not is_int(repeat) or not is_int(warmup) or repeat < 1 or warmup < 0:
         raise ValueError(f"need repeat >= 1 and warmup >= 0 (ints), got {repeat!r} and {warmup!r}")
     for _ in range(warmup):
         fn()
@@ -65,7 +67,7 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str = "cpu") ->
     """
     if not callable(fn):
         raise TypeError(f"peak_memory expects a function to call, got {type(fn).__name__}")
-    device = torch.device(device)
+    device = check_device("device", device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         before = torch.cuda.memory_allocated(device)

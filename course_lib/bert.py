@@ -79,6 +79,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from course_lib._checks import (
     atomic_write,
+    check_bool,
+    check_device,
     host_checks_allowed,
     check_features,
     check_index_range,
@@ -199,6 +201,7 @@ class BERTEncoder(_SwitchesImpl):
             _check_int(name, value)
         _check_activation(activation)
         _check_bool("embedding_norm", embedding_norm)
+        check_number("eps", eps, positive=True)  # 0 or less: a constant row becomes 0 / 0 = NaN
         self.max_len, self.num_segments = max_len, num_segments
         self.token_embedding = nn.Embedding(vocab_size, num_hiddens)
         self.segment_embedding = nn.Embedding(num_segments, num_hiddens)
@@ -266,6 +269,7 @@ class MaskLM(nn.Module):
     ) -> None:
         super().__init__()
         act = ACTIVATIONS[_check_activation(activation)]
+        check_number("eps", eps, positive=True)
         self.mlp = nn.Sequential(_linear(num_inputs, num_hiddens), act(), nn.LayerNorm(num_hiddens, eps=eps),
                                  nn.Linear(num_hiddens, vocab_size))
 
@@ -652,6 +656,8 @@ class BERTPretrainingDataset(Dataset):
                trim: bool = True) -> DataLoader:
         """Batches of :meth:`batch` (shuffling seeded by ``seed``)."""
         _check_int("batch_size", batch_size)
+        for name, value in (("shuffle", shuffle), ("drop_last", drop_last), ("trim", trim)):
+            check_bool(name, value)
         return DataLoader(range(len(self)), batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
                           generator=torch.Generator().manual_seed(seed),
                           collate_fn=lambda indices: self.batch(indices, trim))
@@ -1078,7 +1084,7 @@ def to_huggingface(model: BERTModel, head: str = "pretraining") -> nn.Module:
 CHECKPOINT_FORMAT = "course_lib.bert.BERTModel/1"
 
 
-def save_pretrained(model: BERTModel, vocab: Vocab, path, extra: dict | None = None) -> None:
+def save_pretrained(model: BERTModel, vocab: Vocab, path, extra: dict | None = None, overwrite: bool = False) -> None:
     """Write a complete, reloadable artifact: the weights, the model's configuration and its vocabulary.
 
     One file (``torch.save`` of plain tensors, numbers, strings and lists, which
@@ -1087,7 +1093,11 @@ def save_pretrained(model: BERTModel, vocab: Vocab, path, extra: dict | None = N
     leaves a damaged file nor destroys an earlier one. ``extra`` (a dict of numbers,
     strings and lists, e.g. the training options) is stored alongside.
     :func:`load_pretrained` reads it back.
+
+    An existing file at ``path`` (an earlier model, perhaps) is not replaced unless
+    ``overwrite=True``: a ``FileExistsError`` that leaves it as it is.
     """
+    check_bool("overwrite", overwrite)
     if not isinstance(model, BERTModel):
         raise TypeError(f"save_pretrained expects a BERTModel, got {type(model).__name__}")
     check_vocab_has(vocab, (), "save_pretrained")
@@ -1096,7 +1106,7 @@ def save_pretrained(model: BERTModel, vocab: Vocab, path, extra: dict | None = N
                          f"{model.config['vocab_size']}: save the vocabulary the model was trained with")
     payload = {"format": CHECKPOINT_FORMAT, "config": dict(model.config), "vocab": list(vocab.idx_to_token),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "extra": dict(extra or {})}
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    atomic_write(path, lambda tmp: torch.save(payload, tmp), overwrite=overwrite)
 
 
 def load_pretrained(path, map_location: str | torch.device = "cpu") -> tuple[BERTModel, Vocab]:
@@ -1107,8 +1117,9 @@ def load_pretrained(path, map_location: str | torch.device = "cpu") -> tuple[BER
     trained with. The file is read with ``weights_only=True`` (no code is run). A file
     that is not such a checkpoint, or is damaged, raises a ValueError that says so.
     """
+    device = check_device("map_location", map_location)
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as err:  # a truncated file, another format, a pickle that needs code
@@ -1126,7 +1137,7 @@ def load_pretrained(path, map_location: str | torch.device = "cpu") -> tuple[BER
     vocab = Vocab.from_tokens(tokens, f"the vocabulary stored in {path}")
     model = BERTModel(**config)
     model.load_state_dict(state)
-    return model.to(map_location).eval(), vocab
+    return model.to(device).eval(), vocab
 
 
 __all__ = [

@@ -201,6 +201,9 @@ NO_CUE_PROBES = {
 #: The words of :func:`cue_probes`: the two nouns whose sense only topic words decide, and
 #: "light", whose sense the next word decides (a noun after it makes it the adjective).
 CUE_WORDS = ("bank", "bat", "light")
+#: Draws in a row that bring no new probe sentence before the probe functions give up: the
+#: grammar has run out. In the book's runs a new sentence comes within 200 draws at most.
+STALL_DRAWS = 20_000
 
 
 class CueProbe(NamedTuple):
@@ -352,7 +355,9 @@ def cue_probes(train: list[Sentence], per_cell: int = 60, seed: int = 0,
     see ``NO_CUE_PROBES``). The probes are drawn with a ``SteeredGrammar`` (the place or
     the object fixed in advance), from their own random streams, one per cell, so that a
     larger ``per_cell`` keeps the smaller one's probes. Raises ``RuntimeError`` if
-    ``max_draws * per_cell`` draws do not fill a cell.
+    ``max_draws * per_cell`` draws do not fill a cell, or ``STALL_DRAWS`` draws in a row
+    bring no new probe (the grammar has no more: a large ``per_cell`` fails in seconds
+    instead of running for hours).
     """
     if not isinstance(per_cell, int) or isinstance(per_cell, bool) or per_cell < 1:
         raise ValueError(f"per_cell must be an int >= 1, got {per_cell!r}")
@@ -366,14 +371,18 @@ def cue_probes(train: list[Sentence], per_cell: int = 60, seed: int = 0,
                 cell: dict[tuple[str, ...], CueProbe] = {}
                 if (word, sense, column) not in NO_CUE_PROBES:
                     rng = random.Random(f"cue probes {seed} {word} {sense} {column}")
+                    since_new = 0
                     for _ in range(max_draws * per_cell):
-                        if len(cell) == per_cell:
+                        if len(cell) == per_cell or since_new == STALL_DRAWS:
                             break
                         probe = _draw_probe(word, sense, column, french, seen, rng)
-                        if probe is not None:
-                            cell.setdefault(probe.sentence.en, probe)
+                        since_new += 1
+                        if probe is not None and probe.sentence.en not in cell:
+                            cell[probe.sentence.en] = probe
+                            since_new = 0
                     if len(cell) < per_cell:
-                        raise RuntimeError(f"only {len(cell)} of {per_cell} probes found for {word} ({sense}), {column}")
+                        raise RuntimeError(f"only {len(cell)} of {per_cell} probes found for {word} ({sense}), {column}"
+                                           f" (the grammar offers no more, or very few: ask for fewer)")
                 out[word][sense][column] = list(cell.values())
     return out
 
@@ -488,6 +497,9 @@ class Corpus:
 
         The sentences are drawn fresh (from a seed of their own), are decidable, and none
         appears in the training split. Returns word -> sense -> [(sentence, French word)].
+        Raises ``RuntimeError`` if the grammar cannot give ``per_sense`` such sentences for
+        every sense (found when ``STALL_DRAWS`` draws in a row bring none that is new)
+        rather than returning fewer.
         """
         check_int("per_sense", per_sense)
         train = {s.en for s in self.train}
@@ -495,17 +507,25 @@ class Corpus:
         grammar = Grammar(rng)
         wanted = {(w, sense) for w, senses in AMBIGUOUS.items() for sense in senses}
         found: dict[tuple[str, str], dict[tuple[str, ...], Sentence]] = {k: {} for k in wanted}
+        since_new = 0
         for _ in range(400 * per_sense):
             missing = [k for k in sorted(wanted) if len(found[k]) < per_sense]
-            if not missing:
+            if not missing or since_new == STALL_DRAWS:
                 break
             word, sense = missing[rng.randrange(len(missing))]
             s = grammar.sentence(SENSE_TOPIC.get(sense, rng.choice(TOPICS)))  # the draw is always made
+            since_new += 1
             if s.en in train or not decidable(s):
                 continue
             for _, w, sn in s.senses:
-                if (w, sn) in found and len(found[(w, sn)]) < per_sense:
-                    found[(w, sn)].setdefault(s.en, s)
+                if (w, sn) in found and len(found[(w, sn)]) < per_sense and s.en not in found[(w, sn)]:
+                    found[(w, sn)][s.en] = s
+                    since_new = 0
+        short = {k: len(v) for k, v in sorted(found.items()) if len(v) < per_sense}
+        if short:
+            raise RuntimeError(f"probe_sets: only {', '.join(f'{n} for {w} ({sn})' for (w, sn), n in short.items())} "
+                               f"of the {per_sense} new sentences asked per sense: the grammar offers no more (or very "
+                               f"few) outside the training split; ask for fewer")
         return {
             w: {sense: [(s, AMBIGUOUS[w][sense]) for s in found[(w, sense)].values()] for sense in senses}
             for w, senses in AMBIGUOUS.items()

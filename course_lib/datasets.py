@@ -24,6 +24,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from course_lib._checks import check_number
+
 
 @dataclass(frozen=True)
 class Remote:
@@ -69,7 +71,11 @@ def sha1_of(path: Path) -> str:
 
 
 def fetch(name: str, folder: Path | None = None, remote: Remote | None = None, timeout: float = 30.0) -> Path:
-    """Return the path of a verified copy of dataset ``name``'s archive, downloading it if needed."""
+    """Return the path of a verified copy of dataset ``name``'s archive, downloading it if needed.
+
+    ``timeout``: seconds to wait for each server before trying the next one (a finite number > 0).
+    """
+    check_number("timeout", timeout, positive=True)
     if remote is None:
         if name not in REMOTES:
             raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(REMOTES)}")

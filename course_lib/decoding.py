@@ -14,7 +14,9 @@ step just taken, (B, Ts); greedy decoding then returns them for plots.
 * ``length_buckets``: sentences grouped by source length.
 
 Sentences are lists of tokens (a str is refused: it would be read one character at a
-time); ``max_steps`` is an int >= 1; the vocabularies must hold ``<bos>`` and ``<eos>``.
+time); ``max_steps`` is an int >= 1; the vocabularies must hold ``<bos>`` and ``<eos>``,
+and the model must predict over ``len(tgt_vocab)`` tokens (vocabularies passed in the
+wrong order are refused, unless they happen to have the same size).
 Every function puts the model in evaluation mode (``model.eval()``) and leaves it there.
 """
 
@@ -50,6 +52,15 @@ def _encode(model: nn.Module, tokens: Sequence[str], src_vocab: Vocab, device):
     return model.decoder.init_state(model.encoder(ids, valid), valid)
 
 
+def _check_output_size(logits: Tensor, src_vocab: Vocab, tgt_vocab: Vocab) -> None:
+    """The model must predict over the target vocabulary: its ids are read as ``tgt_vocab``'s tokens."""
+    if logits.shape[-1] != len(tgt_vocab):
+        swapped = " (src_vocab has that size: are the two vocabularies swapped?)" \
+            if logits.shape[-1] == len(src_vocab) else ""
+        raise ValueError(f"the model predicts over {logits.shape[-1]} target tokens but tgt_vocab has {len(tgt_vocab)}"
+                         f"{swapped}: pass the vocabularies the model was built with, the source's first")
+
+
 def _step_alignment(decoder: nn.Module) -> Tensor | None:
     """The decoder's attention over the source at the last step, (B, Ts), if it has any."""
     fn = getattr(decoder, "step_alignment", None)
@@ -73,6 +84,7 @@ def greedy_decode(
     out, weights = [], []
     for _ in range(max_steps):
         logits, state = model.decoder(step, state)  # (1, 1, V)
+        _check_output_size(logits, src_vocab, tgt_vocab)
         alignment = _step_alignment(model.decoder)
         if alignment is not None:
             weights.append(alignment[0])
@@ -112,6 +124,7 @@ def translate(
         done = torch.zeros(len(chunk), dtype=torch.bool, device=device)
         for _ in range(max_steps):
             logits, state = model.decoder(step, state)  # (B, 1, V)
+            _check_output_size(logits, src_vocab, tgt_vocab)
             step = logits[:, -1:].argmax(dim=-1)  # (B, 1)
             written.append(step[:, 0])
             done |= step[:, 0] == tgt_vocab[EOS]
@@ -152,6 +165,7 @@ def beam_search(
         candidates = []
         for ids, score, st in beams:
             logits, new_state = model.decoder(torch.tensor([[ids[-1]]], device=device), st)
+            _check_output_size(logits, src_vocab, tgt_vocab)
             log_probs = F.log_softmax(logits[0, -1], dim=-1)  # (V,)
             top = log_probs.topk(beam_size)
             for lp, idx in zip(top.values.tolist(), top.indices.tolist()):

@@ -55,8 +55,12 @@ checkpoint (``--save``): the weights, the model's configuration and the vocabula
 ``course_lib.bert.load_pretrained(path)`` turns back into ``(model, vocab)``. Both are
 written atomically (a temporary file, renamed when complete), and both paths are checked
 (missing folders created) before any data is built or any step is taken, so a bad path
-fails in the first second, not after the training. Every other option is checked then
-too, with a message that names it.
+fails in the first second, not after the training. An existing file at either path is
+refused then too, unless ``--overwrite`` is given: an earlier run's checkpoint is never
+replaced by accident. Should an output still fail to be written after the training (a
+folder removed, a full disk), it is written to a new file in the current folder instead
+and the command exits with an error that says where. Every other option is checked
+before any data is built too, with a message that names it.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -112,6 +117,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--save", type=Path, default=None,
                    help="checkpoint file: weights, configuration and vocabulary (rank 0); read it back with "
                         "course_lib.bert.load_pretrained")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing --save and --losses files (by default an existing file is refused "
+                        "before training)")
     args = p.parse_args(argv)
     if args.max_len is None:
         args.max_len = MAX_LEN_WIKITEXT2 if args.data == "wikitext2" else c["max_len"]
@@ -132,7 +140,7 @@ def check_args(args: argparse.Namespace, world: int) -> None:
                       args.max_len)
         outputs = [(name, path) for name, path in (("--losses", args.losses), ("--save", args.save)) if path]
         for name, path in outputs:
-            check_output_path(path, name)
+            check_output_path(path, name, overwrite=args.overwrite)
         if len(outputs) == 2 and Path(args.losses).resolve() == Path(args.save).resolve():
             raise ValueError(f"--losses and --save must be two different files, got {str(args.save)!r} twice")
     except ValueError as err:
@@ -274,13 +282,51 @@ def _train(args, world: int, rank: int, device: torch.device, distributed: bool)
               "losses": history}
     if rank == 0:
         print(f"{world} process(es) on {device}: {result['tokens_per_s'] or 0:,.0f} tokens/s", flush=True)
-        if args.losses:
-            text = json.dumps(result, indent=1)
-            atomic_write(args.losses, lambda tmp: tmp.write_text(text))
-        if args.save:
-            options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-            save_pretrained(model, vocab, args.save, extra={"options": options, "world_size": world})
+        write_outputs(args, model, vocab, result, world)
     return result
+
+
+def write_outputs(args: argparse.Namespace, model: BERTModel, vocab, result: dict, world: int) -> None:
+    """Write the checkpoint, then the losses; a trained model is never lost to a failed write.
+
+    The paths were checked before training, but a folder can disappear, a disk can fill
+    up or a file can appear in the meantime (it is not replaced without ``--overwrite``).
+    An output that cannot be written where asked is written to a new file in the current
+    folder (or, failing that, in the temporary folder), and the command then exits with
+    an error that says where each output went.
+    """
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    text = json.dumps(result, indent=1)
+    writers = []
+    if args.save:
+        writers.append(("--save", Path(args.save), lambda path, overwrite: save_pretrained(
+            model, vocab, path, extra={"options": options, "world_size": world}, overwrite=overwrite)))
+    if args.losses:
+        writers.append(("--losses", Path(args.losses),
+                        lambda path, overwrite: atomic_write(path, lambda tmp: tmp.write_text(text), overwrite)))
+    problems = []
+    for name, path, write in writers:
+        try:
+            write(path, args.overwrite)
+            continue
+        except OSError as err:
+            problem = f"{name}={str(path)!r} could not be written ({err})"
+        for folder in (Path.cwd(), Path(tempfile.gettempdir())):
+            rescue = None
+            try:
+                fd, rescue = tempfile.mkstemp(dir=folder, prefix=f"pretrain_bert-{path.stem}-", suffix=path.suffix)
+                os.close(fd)
+                write(Path(rescue), True)  # a new, empty file of our own: replacing it loses nothing
+                problems.append(f"{problem}; it was written to {rescue} instead")
+                break
+            except OSError as err:
+                if rescue is not None and os.path.exists(rescue):
+                    os.unlink(rescue)  # still our empty file: the write is atomic
+                problem += f"; not to {folder} either ({err})"
+        else:
+            problems.append(f"{problem}; it is lost")
+    if problems:
+        raise SystemExit("pretrain_bert: the training finished, but " + "; ".join(problems))
 
 
 if __name__ == "__main__":

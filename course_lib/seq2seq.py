@@ -53,6 +53,15 @@ def _check_encoder_outputs(enc_all_outputs: object, who: str) -> None:
                          f"{type(enc_all_outputs).__name__} (a Transformer encoder's outputs do not fit an RNN decoder)")
 
 
+def _check_state(state: object, size: int, who: str) -> None:
+    """The list that ``init_state`` (or the previous step) returned."""
+    if not isinstance(state, (list, tuple)) or len(state) != size \
+            or not all(isinstance(t, Tensor) for t in state[:2]):
+        raise ValueError(f"{who}: the decoder state must be the list of {size} items that {who}.init_state (or the "
+                         f"previous step) returned, got {type(state).__name__}"
+                         + (f" of {len(state)} items" if isinstance(state, (list, tuple)) else ""))
+
+
 def init_seq2seq(module: nn.Module) -> None:
     """Xavier-uniform initialization of linear and GRU weights, as d2l does."""
     if type(module) is nn.Linear:
@@ -141,6 +150,7 @@ class Seq2SeqDecoder(nn.Module):
         return [hidden[-1], hidden]
 
     def forward(self, X: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        _check_state(state, 2, "Seq2SeqDecoder")
         context, hidden = state
         _check_step_input(X, self.embedding, hidden.shape[1], "Seq2SeqDecoder")
         embs = self.embedding(X.t().long())  # (Tt, B, E)
@@ -184,9 +194,19 @@ class Seq2SeqAttentionDecoder(nn.Module):
     def init_state(self, enc_all_outputs: tuple[Tensor, Tensor], enc_valid_lens: Tensor | None = None, *args) -> list:
         _check_encoder_outputs(enc_all_outputs, "Seq2SeqAttentionDecoder")
         outputs, hidden = enc_all_outputs
+        if enc_valid_lens is not None:
+            num_steps, batch = outputs.shape[:2]
+            if not isinstance(enc_valid_lens, Tensor) or enc_valid_lens.shape != (batch,) \
+                    or enc_valid_lens.dtype.is_floating_point or enc_valid_lens.dtype == torch.bool:
+                raise ValueError(f"enc_valid_lens must be None or an integer tensor (B,) with B = {batch}, got "
+                                 f"{getattr(enc_valid_lens, 'shape', enc_valid_lens)!r} "
+                                 f"{getattr(enc_valid_lens, 'dtype', '')}")
+            check_lengths(enc_valid_lens, 1, num_steps, "enc_valid_lens",
+                          f"at least one token, at most Ts = {num_steps}")
         return [outputs.permute(1, 0, 2), hidden, enc_valid_lens]  # keys/values batch-first: (B, Ts, D)
 
     def forward(self, X: Tensor, state: list) -> tuple[Tensor, list]:
+        _check_state(state, 3, "Seq2SeqAttentionDecoder")
         enc_outputs, hidden, enc_valid_lens = state
         _check_step_input(X, self.embedding, enc_outputs.shape[0], "Seq2SeqAttentionDecoder")
         embs = self.embedding(X.t().long())  # (Tt, B, E)

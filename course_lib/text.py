@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from course_lib._checks import atomic_write, check_int, check_tokens_not_text, is_int
+from course_lib._checks import atomic_write, check_bool, check_int, check_tokens_not_text, is_int
 
 PAD, BOS, EOS, UNK, CLS, SEP, MASK = "<pad>", "<bos>", "<eos>", "<unk>", "<cls>", "<sep>", "<mask>"
 RESERVED = (PAD, BOS, EOS, UNK, CLS, SEP, MASK)
@@ -32,7 +32,8 @@ class Vocab:
     ``vocab["cat"]`` and ``vocab[["the", "cat"]]`` give indices (unknown tokens give the
     index of ``<unk>``); ``vocab.to_tokens(indices)`` goes back. Same interface as d2l's.
 
-    ``tokens`` is an iterable of str tokens (a str itself is refused: it would give a
+    ``tokens`` is an iterable of str tokens, or of sentences (lists of str tokens), whose
+    tokens are counted together as d2l does (a str itself is refused: it would give a
     vocabulary of characters). ``vocab[...]`` takes a token or a (nested) list of
     tokens, never ids; ``to_tokens`` takes an int, a (nested) list of ints or an integer
     tensor of any shape, each in [0, len(vocab)), and returns the same nesting of tokens.
@@ -47,11 +48,18 @@ class Vocab:
         reserved = list(dict.fromkeys(reserved_tokens))
         if UNK not in reserved:
             reserved.append(UNK)
-        counts = Counter(tokens)
-        bad = next((t for t in counts if not isinstance(t, str)), None)
+        tokens = list(tokens)
+        if any(isinstance(t, (list, tuple)) for t in tokens):  # sentences of tokens: counted together, as d2l does
+            for i, line in enumerate(tokens):
+                if not isinstance(line, (list, tuple)):
+                    raise TypeError(f"tokens must be str tokens or lists of str tokens (one per sentence), not a mix: "
+                                    f"item {i} is {type(line).__name__} {line!r}")
+            tokens = [t for line in tokens for t in line]
+        bad = next((t for t in tokens if not isinstance(t, str)), None)
         if bad is not None:
             raise TypeError(f"tokens must be str (one token each, e.g. sentence.split()), got {type(bad).__name__} "
                             f"{bad!r}")
+        counts = Counter(tokens)
         frequent = sorted((t for t, c in counts.items() if c >= min_freq and t not in reserved), key=lambda t: (-counts[t], t))
         self.idx_to_token: list[str] = reserved + frequent
         self.token_to_idx = {t: i for i, t in enumerate(self.idx_to_token)}
@@ -94,10 +102,15 @@ class Vocab:
     def pad(self) -> int:
         return self.token_to_idx.get(PAD, -1)
 
-    def save(self, path: str | Path) -> None:
-        """Write the tokens to a JSON file, atomically (a failure leaves an earlier file untouched)."""
+    def save(self, path: str | Path, overwrite: bool = False) -> None:
+        """Write the tokens to a JSON file, atomically (a failure leaves an earlier file untouched).
+
+        An existing file at ``path`` is not replaced unless ``overwrite=True`` (a
+        ``FileExistsError`` leaves it as it is).
+        """
+        check_bool("overwrite", overwrite)
         text = json.dumps({"idx_to_token": self.idx_to_token}, ensure_ascii=False, indent=0)
-        atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), overwrite=overwrite)
 
     @classmethod
     def from_tokens(cls, tokens: Sequence[str], source: str = "idx_to_token") -> Vocab:
@@ -286,6 +299,9 @@ def loader(dataset, batch_size: int, shuffle: bool = False, seed: int = 0, by_le
     re-seeding it (as ``course_lib.training.fit`` does) repeats the same batches.
     """
     check_int("batch_size", batch_size)
+    check_bool("shuffle", shuffle)  # shuffle="no" would shuffle
+    check_bool("by_length", by_length)
+    check_int("seed", seed, minimum=None)
     if not callable(getattr(dataset, "collate", None)):
         raise TypeError(f"loader expects a course_lib.text dataset (with a collate method), got {type(dataset).__name__}")
     generator = torch.Generator().manual_seed(seed)

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from course_lib._checks import (
     check_bool,
+    check_device,
     check_index_range,
     check_int,
     check_lengths,
@@ -228,11 +229,13 @@ def fit(
     Bad arguments raise a ``ValueError`` before training starts: sizes and rates out of
     range, a loader without batches or whose batches are not 4-tuples, a ``tgt_vocab``
     without ``<bos>``; a ``valid_fn`` that returns anything but a finite number (NaN, a
-    string) raises after its first call.
+    string) raises after its first call. A training loss that is not finite (the training
+    diverged) raises a ``FloatingPointError`` at once, before that step changes the weights.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"fit expects a torch.nn.Module to train, got {type(model).__name__}")
     check_int("num_epochs", num_epochs)
+    device = check_device("device", device)
     check_number("lr", lr, positive=True)
     if grad_clip is not None:
         check_number("grad_clip", grad_clip, positive=True)
@@ -275,6 +278,12 @@ def fit(
             src, src_len, tgt, tgt_len = (t.to(device) for t in (src, src_len, tgt, tgt_len))
             logits = model(src, shift_right(tgt, bos), src_len)
             loss = masked_ce_loss(logits, tgt, tgt_len, label_smoothing)  # mean over the batch's real tokens
+            value = loss.item()  # read once per step (the progress needs it): a diverged loss stops here,
+            if not math.isfinite(value):  # before its NaN gradients reach the weights
+                raise FloatingPointError(
+                    f"fit: the training loss is {value} at batch {step} of epoch {epoch + 1} (the training diverged, "
+                    f"or the model's outputs hold inf or NaN); the model keeps the weights of the last finite step, "
+                    f"in training mode. Try a smaller lr (got {lr}) or gradient clipping (grad_clip={grad_clip})")
             optimizer.zero_grad()
             loss.backward()
             if grad_clip is not None:
@@ -283,7 +292,7 @@ def fit(
             if scheduler is not None:
                 scheduler.step()
             tokens = int(tgt_len.sum())
-            total, count = total + loss.item() * tokens, count + tokens  # epoch mean per token
+            total, count = total + value * tokens, count + tokens  # epoch mean per token
             if bar is not None and (step % 10 == 0 or step == steps_per_epoch):
                 bar.update(epoch * steps_per_epoch + step, f"batches, epoch {epoch + 1}/{num_epochs}, "
                            f"loss {total / count:.3f}", epoch_end=step == steps_per_epoch)

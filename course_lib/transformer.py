@@ -83,7 +83,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib._checks import check_features, check_index_range, check_probability, refuse_untied_state_dict
+from course_lib._checks import (
+    check_features,
+    check_index_range,
+    check_number,
+    check_probability,
+    refuse_untied_state_dict,
+)
 from course_lib.attention_scoring import IMPLEMENTATIONS, fused_dot_product_attention
 from course_lib.masking import causal_mask, combine_masks
 from course_lib.multihead_attention import MultiHeadAttention, merge_heads, split_heads, transpose_output, transpose_qkv
@@ -173,6 +179,7 @@ class AddNorm(nn.Module):
     def __init__(self, norm_shape: int | list[int] | tuple[int, ...], dropout: float, eps: float = 1e-5) -> None:
         super().__init__()
         check_probability("dropout", dropout)
+        check_number("eps", eps, positive=True)  # 0 or less: a constant row becomes 0 / 0 = NaN
         self.dropout = nn.Dropout(dropout)
         self.ln = nn.LayerNorm(norm_shape, eps=eps)
 

@@ -403,6 +403,8 @@ CASES = [
     C("fit 3-tuples", lambda: _fit(loader=[(ids(2, 3), torch.tensor([3, 3]), ids(2, 3))]),
       r"fit expects batches \(src, src_valid_len, tgt, tgt_valid_len\), got a tuple of 3 items"),
     C("fit model str", lambda: _fit(model="model"), "expects a torch.nn.Module", TypeError),
+    C("fit device gpu", lambda: _fit(device="gpu"), "device must be a device such as 'cpu' or 'cuda', got 'gpu'"),
+    C("fit device meta", lambda: _fit(device="meta"), "device='meta' holds no values"),
     C("fit loader int", lambda: _fit(loader=5), "loader must be a DataLoader", TypeError),
     C("fit nan score", lambda: _fit(valid_fn=lambda m: float("nan")), "valid_fn must return a finite number.*nan"),
     C("fit str score", lambda: _fit(valid_fn=lambda m: "good"), "valid_fn must return a finite number.*'good'"),
@@ -494,6 +496,17 @@ CASES = [
     C("ClassificationDataset negative", lambda: T_.ClassificationDataset([(["a"], -1)], VOCAB), "class indices"),
     C("loader batch 0", lambda: T_.loader(T_.ClassificationDataset([(["a"], 0)], VOCAB), 0),
       "batch_size must be an int >= 1"),
+    C("loader shuffle str", lambda: T_.loader(T_.ClassificationDataset([(["a"], 0)], VOCAB), 1, shuffle="no"),
+      "shuffle must be True or False, got 'no'"),
+    C("loader seed float", lambda: T_.loader(T_.ClassificationDataset([(["a"], 0)], VOCAB), 1, seed=0.5),
+      "seed must be an int, got 0.5"),
+    C("corpus loader shuffle str", lambda: _corpus().loader("train", 4, shuffle="no"),
+      "shuffle must be True or False, got 'no'"),
+    C("dataset loader shuffle int", lambda: B_.BERTPretrainingDataset(DOCS, VOCAB).loader(2, shuffle=0),
+      "shuffle must be True or False, got 0"),
+    C("Vocab sentences and tokens mixed", lambda: T_.Vocab([["the", "cat"], "dog"]),
+      "not a mix: item 1 is str 'dog'", TypeError),
+    C("Vocab three levels", lambda: T_.Vocab([[["the"]]]), r"tokens must be str .*got list \['the'\]", TypeError),
     C("bleu lengths", lambda: T_.bleu([["a"]], [["a"], ["b"]]), "1 hypotheses but 2 references"),
     C("bleu no sentence", lambda: T_.bleu([], []), "BLEU needs at least one sentence"),
     C("evaluate_bleu no sentence", lambda: D_.evaluate_bleu(MODEL, [], VOCAB, VOCAB), "BLEU needs at least one sentence"),
@@ -512,6 +525,8 @@ CASES = [
     C("corpus probe_sets 0", lambda: _corpus().probe_sets(0), "per_sense must be an int >= 1"),
     # ------------------------------------------------------- datasets
     C("fetch unknown", lambda: DS.fetch("imagenet", _tmp()), "unknown dataset 'imagenet'; expected one of"),
+    C("fetch timeout negative", lambda: DS.fetch("fra-eng", _tmp(), timeout=-1), "timeout must be a finite number > 0"),
+    C("fetch timeout 0", lambda: DS.fetch("fra-eng", _tmp(), timeout=0), "timeout must be a finite number > 0"),
     C("fetch folder is a file", lambda: DS.fetch("fra-eng", bad_file(_tmp(), "notafolder", b"x")), "is a file"),
     C("fetch wrong hash placed by hand",
       lambda: DS.fetch("wikitext-2", _placed(), DS.Remote("wikitext-2-v1.zip", "0" * 40, ("http://127.0.0.1:9/x",))),
@@ -532,6 +547,11 @@ CASES = [
     C("trim_pair too short", lambda: B_.trim_pair(["a"], ["b"], 4), "max_len must be an int >= 5"),
     C("BERT vocab 0", lambda: B_.BERTModel(0, 8, 16, 2, 1, 0.0), "vocab_size must be an int >= 1"),
     C("BERT heads", lambda: B_.BERTModel(NV, 8, 16, 3, 1, 0.0), "num_heads must divide"),
+    C("BERT eps negative", lambda: B_.BERTModel(NV, 8, 16, 2, 1, 0.0, eps=-1.0), "eps must be a finite number > 0"),
+    C("BERT eps 0", lambda: B_.BERTModel(NV, 8, 16, 2, 1, 0.0, eps=0), "eps must be a finite number > 0, got 0"),
+    C("MaskLM eps nan", lambda: B_.MaskLM(NV, 8, eps=float("nan")), "eps must be a finite number > 0"),
+    C("AddNorm eps negative", lambda: AddNorm(8, 0.0, eps=-1e-5), "eps must be a finite number > 0"),
+    C("encoder block eps str", lambda: TransformerEncoderBlock(8, 16, 2, 0.0, eps="1e-5"), "eps must be a finite number"),
     C("BERT activation", lambda: B_.BERTModel(NV, 8, 16, 2, 1, 0.0, activation="tanh"), "activation must be one of"),
     C("BERT tie str", lambda: B_.BERTModel(NV, 8, 16, 2, 1, 0.0, tie_weights="no"), "tie_weights must be True or False"),
     C("BERT segments 0", lambda: B_.BERTModel(NV, 8, 16, 2, 1, 0.0, num_segments=0), "num_segments must be an int >= 1"),
@@ -653,6 +673,16 @@ CASES = [
     C("load_pretrained state dict", lambda: B_.load_pretrained(_bare_state_dict()), "a bare state dict"),
     C("load_pretrained truncated", lambda: B_.load_pretrained(_truncated_checkpoint()), "not a readable"),
     C("load_pretrained missing", lambda: B_.load_pretrained(_tmp() / "none.pt"), "", FileNotFoundError),
+    C("load_pretrained map_location gpu", lambda: B_.load_pretrained(_tmp() / "none.pt", map_location="gpu"),
+      "map_location must be a device such as 'cpu' or 'cuda', got 'gpu'"),
+    C("load_pretrained map_location int list", lambda: B_.load_pretrained(_tmp() / "none.pt", map_location=[0]),
+      "map_location must be a device"),
+    C("save_pretrained overwrite int", lambda: B_.save_pretrained(BERT, VOCAB, _tmp() / "m.pt", overwrite=1),
+      "overwrite must be True or False, got 1"),
+    C("save_pretrained onto an existing file", lambda: B_.save_pretrained(BERT, VOCAB, bad_file(_tmp(), "e.pt", b"x")),
+      "e.pt' already exists; it was left as it is", FileExistsError),
+    C("Vocab.save onto an existing file", lambda: VOCAB.save(bad_file(_tmp(), "e.json", b"x")),
+      "e.json' already exists; it was left as it is", FileExistsError),
     C("tied BERT, untied weights", lambda: _tied_bert().load_state_dict(_untied_state()),
       "shares one tensor between 'encoder.token_embedding.weight' and 'mlm.mlp.3.weight'"),
     C("tied transformer, untied weights",
@@ -684,6 +714,23 @@ CASES = [
     C("rnn init_state Transformer outputs", lambda: BAH_DEC.init_state(torch.zeros(2, 4, 8)),
       r"init_state expects the RNN encoder's \(outputs \(Ts, B, H\), state \(L, B, H\)\)"),
     C("rnn plain init_state", lambda: RNN_DEC.init_state(None), "init_state expects the RNN encoder's"),
+    C("bahdanau enc_valid_lens too long", lambda: BAH_DEC.init_state(RNN_OUT, torch.tensor([6, 3])),
+      r"enc_valid_lens must hold lengths in \[1, 5\] \(at least one token, at most Ts = 5\), got 6 at index 0"),
+    C("bahdanau enc_valid_lens float", lambda: BAH_DEC.init_state(RNN_OUT, torch.tensor([5.0, 3.0])),
+      r"enc_valid_lens must be None or an integer tensor \(B,\) with B = 2"),
+    C("bahdanau enc_valid_lens batch", lambda: BAH_DEC.init_state(RNN_OUT, torch.tensor([5])),
+      r"enc_valid_lens must be None or an integer tensor \(B,\) with B = 2"),
+    C("bahdanau state of one item", lambda: BAH_DEC(ids(2, 2), [torch.zeros(2, 5, 8)]),
+      "the decoder state must be the list of 3 items that Seq2SeqAttentionDecoder.init_state.*got list of 1 items"),
+    C("rnn decoder state None", lambda: RNN_DEC(ids(2, 2), None),
+      "the decoder state must be the list of 2 items that Seq2SeqDecoder.init_state.*got NoneType"),
+    C("translate swapped vocabularies", lambda: D_.translate(_swapped_model(), [["the"]], VOCAB, BIG),
+      rf"the model predicts over {NV} target tokens but tgt_vocab has {NV + 2} \(src_vocab has that size: are the "
+      r"two vocabularies swapped\?\)"),
+    C("greedy swapped vocabularies", lambda: D_.greedy_decode(_swapped_model(), ["the"], VOCAB, BIG),
+      "are the two vocabularies swapped"),
+    C("beam swapped vocabularies", lambda: D_.beam_search(_swapped_model(), ["the"], VOCAB, BIG),
+      "are the two vocabularies swapped"),
     C("TranslationDataset no vocab", lambda: T_.TranslationDataset([(["a"], ["b"])], VOCAB, None),
       "expects course_lib.text.Vocab vocabularies, got NoneType", TypeError),
     C("TaggingDataset dict vocab", lambda: T_.TaggingDataset([(["a"], ["X"])], VOCAB, {"X": 0}),
@@ -695,6 +742,9 @@ CASES = [
       TypeError),
     C("time_fn repeat 0", lambda: time_fn(lambda: None, repeat=0), "need repeat >= 1"),
     C("time_fn not callable", lambda: time_fn(3), "expects a function", TypeError),
+    C("time_fn device gpu", lambda: time_fn(lambda: None, device="gpu"), "device must be a device such as 'cpu'"),
+    C("time_fn repeat bool", lambda: time_fn(lambda: None, repeat=True), "need repeat >= 1"),
+    C("peak_memory device gpu", lambda: peak_memory(lambda: None, device="gpu"), "device must be a device such as"),
     C("peak_memory not callable", lambda: peak_memory(None), "expects a function", TypeError),
 ]
 
@@ -728,6 +778,14 @@ def _zip() -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("a/b.txt", "text")
     return path
+
+
+BIG = T_.Vocab(WORDS + ["zebra", "lion"])   # two more tokens than VOCAB
+
+
+def _swapped_model():
+    """A model from BIG's tokens to VOCAB's, called with the vocabularies in the wrong order (VOCAB, BIG)."""
+    return build_transformer(len(BIG), NV, 8, 16, 2, 1, 0.0, max_len=40)
 
 
 def _sdpa(module):

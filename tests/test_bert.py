@@ -962,5 +962,75 @@ def test_an_interrupted_save_keeps_the_earlier_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        save_pretrained(model, vocab, path)
+        save_pretrained(model, vocab, path, overwrite=True)
     assert path.read_bytes() == earlier and sorted(p.name for p in tmp_path.iterdir()) == ["bert.pt"]
+
+
+def test_an_existing_checkpoint_is_replaced_only_when_asked(tmp_path):
+    """No overwriting without asking: an earlier file stays as it is unless overwrite=True."""
+    vocab = Vocab("a b c".split())
+    first = randomize(BERTModel(len(vocab), D, F_, H, 1, 0.0, 8), seed=1)
+    second = randomize(BERTModel(len(vocab), D, F_, H, 1, 0.0, 8), seed=2)
+    path = tmp_path / "bert.pt"
+    save_pretrained(first, vocab, path)
+    earlier = path.read_bytes()
+    with pytest.raises(FileExistsError, match=r"bert.pt' already exists; it was left as it is.*overwrite=True"):
+        save_pretrained(second, vocab, path)
+    assert path.read_bytes() == earlier and sorted(p.name for p in tmp_path.iterdir()) == ["bert.pt"]
+    link = tmp_path / "link.pt"
+    link.symlink_to(tmp_path / "nowhere.pt")  # a dangling link is something the user made, too
+    with pytest.raises(FileExistsError):
+        save_pretrained(second, vocab, link)
+    assert link.is_symlink() and not (tmp_path / "nowhere.pt").exists()
+    with pytest.raises(ValueError, match="overwrite must be True or False, got 1"):
+        save_pretrained(second, vocab, path, overwrite=1)
+    save_pretrained(second, vocab, path, overwrite=True)
+    loaded, _ = load_pretrained(path)
+    for k, v in second.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+
+
+def test_a_file_that_appears_during_the_save_is_not_replaced(tmp_path, monkeypatch):
+    """The check and the write are one step (a hard link, which fails if the name is taken)."""
+    vocab = Vocab("a b c".split())
+    model = BERTModel(len(vocab), D, F_, H, 1, 0.0, 8)
+    path = tmp_path / "bert.pt"
+    real_save = torch.save
+
+    def save_while_another_appears(obj, f, *args, **kwargs):
+        path.write_bytes(b"another run's checkpoint")
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_while_another_appears)
+    with pytest.raises(FileExistsError, match="already exists"):
+        save_pretrained(model, vocab, path)
+    assert path.read_bytes() == b"another run's checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bert.pt"]  # no temporary file left
+
+
+def test_saved_files_get_the_usual_permissions(tmp_path):
+    """A temporary file is private (0o600); the saved file is readable as any file open() creates."""
+    vocab = Vocab("a b c".split())
+    old = os.umask(0o022)
+    try:
+        save_pretrained(BERTModel(len(vocab), D, F_, H, 1, 0.0, 8), vocab, tmp_path / "bert.pt")
+        vocab.save(tmp_path / "vocab.json")
+        os.umask(0o077)
+        vocab.save(tmp_path / "private.json")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "bert.pt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "vocab.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine with CUDA")
+def test_loading_onto_a_missing_gpu_names_map_location_not_the_file(tmp_path):
+    vocab = Vocab("a b c".split())
+    save_pretrained(BERTModel(len(vocab), D, F_, H, 1, 0.0, 8), vocab, tmp_path / "bert.pt")
+    with pytest.raises(ValueError, match="map_location='cuda', but CUDA is not available here.*map_location='cpu'"):
+        load_pretrained(tmp_path / "bert.pt", map_location="cuda")
+    with pytest.raises(ValueError, match="map_location='meta' holds no values"):
+        load_pretrained(tmp_path / "bert.pt", map_location="meta")
+    model, _ = load_pretrained(tmp_path / "bert.pt", map_location=torch.device("cpu"))
+    assert next(model.parameters()).device.type == "cpu"

@@ -614,3 +614,40 @@ def test_cue_probes_are_reproducible_and_a_larger_set_extends_a_smaller_one(corp
                 assert large[word][sense][column][:3] == small[word][sense][column]
     with pytest.raises(ValueError, match="per_cell"):
         cue_probes(corpus.train, per_cell=0)
+
+
+def test_probes_the_grammar_cannot_give_are_refused_quickly_not_returned_short(corpus, monkeypatch):
+    """A grammar that has run out (here: one that repeats one sentence) used to be drawn from 400 * per_sense
+    times, and probe_sets then returned fewer sentences than asked, silently."""
+    import course_lib.corpus as C
+
+    monkeypatch.setattr(C, "STALL_DRAWS", 300)
+    draws = {"n": 0}
+    real = C.Grammar.sentence
+    first = {}
+
+    def always_the_same(self, topic):
+        draws["n"] += 1
+        key = topic
+        if key not in first:
+            first[key] = real(self, topic)
+        return first[key]
+
+    monkeypatch.setattr(C.Grammar, "sentence", always_the_same)
+    with pytest.raises(RuntimeError, match=r"probe_sets: only \d+ for \w+ \(\w+\).* of the 50 new sentences asked "
+                                           r"per sense.*ask for fewer"):
+        corpus.probe_sets(per_sense=50)
+    assert draws["n"] <= 400  # stopped after STALL_DRAWS draws without a new sentence, not 400 * 50
+    monkeypatch.undo()
+    monkeypatch.setattr(C, "STALL_DRAWS", 200)
+    probe = next(iter(C.cue_probes(corpus.train, per_cell=1, seed=1)["bank"].values()))["before"][0]
+    draws["n"] = 0
+
+    def the_same_probe(*args):
+        draws["n"] += 1
+        return probe
+
+    monkeypatch.setattr(C, "_draw_probe", the_same_probe)
+    with pytest.raises(RuntimeError, match=r"only 1 of 5 probes found for bank .*ask for fewer"):
+        C.cue_probes(corpus.train, per_cell=5)
+    assert draws["n"] == 1 + 200  # one new probe, then STALL_DRAWS draws that bring nothing new

@@ -246,3 +246,23 @@ def test_empty_tokens_are_dropped_like_d2l(d2l, tmp_path):
     src, tgt = d2l.MTFraEng._tokenize(None, text)  # d2l appends <eos> and keeps blank-only lines
     theirs = [(s[:-1], t[:-1]) for s, t in zip(src, tgt) if s[:-1] and t[:-1]]
     assert pairs == theirs
+
+
+def test_a_copy_placed_in_course_data_by_hand_is_kept_and_both_hashes_named(tmp_path, monkeypatch):
+    """The reported case exactly: fetch("wikitext-2") with the default folder, $COURSE_DATA, holding a copy
+    whose SHA-1 differs. Nothing is downloaded (the check comes first) and nothing is deleted."""
+    monkeypatch.setenv("COURSE_DATA", str(tmp_path))
+    placed = tmp_path / "wikitext-2-v1.zip"
+    placed.write_bytes(b"a copy from a course mirror")
+    found = hashlib.sha1(b"a copy from a course mirror").hexdigest()
+    expected = datasets.REMOTES["wikitext-2"].sha1
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a download was tried")
+
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", no_network)
+    for call in (lambda: fetch("wikitext-2"), lambda: datasets.load_wikitext2("train")):
+        with pytest.raises(DownloadError, match=f"SHA-1 is {found}, expected {expected}.*left untouched"):
+            call()
+        assert placed.read_bytes() == b"a copy from a course mirror"
+        assert [p.name for p in tmp_path.iterdir()] == ["wikitext-2-v1.zip"]

@@ -175,6 +175,57 @@ def test_output_paths_are_checked_before_training(no_training, tmp_path):
     assert a_file.read_text() == "x"
 
 
+def test_an_existing_output_is_refused_before_training_unless_overwrite(no_training, tmp_path):
+    earlier = tmp_path / "bert.pt"
+    earlier.write_bytes(b"a checkpoint from an earlier run")
+    losses = tmp_path / "losses.json"
+    losses.write_text("{}")
+    for option, path in (("--save", earlier), ("--losses", losses)):
+        with pytest.raises(SystemExit, match=f"{option}=.*already exists and would be replaced.*--overwrite"):
+            pretrain_bert.main([*SMALL, option, str(path)])
+    assert earlier.read_bytes() == b"a checkpoint from an earlier run" and losses.read_text() == "{}"
+    with pytest.raises(AssertionError, match="the data was built"):  # with --overwrite the checks pass
+        pretrain_bert.main([*SMALL, "--save", str(earlier), "--losses", str(losses), "--overwrite"])
+
+
+def test_a_trained_model_survives_an_output_that_fails_after_training(tmp_path, monkeypatch):
+    """The folder of --save and --losses disappears during the training, and a file appears at another --save:
+    the outputs go to new files in the current folder, the error says where, the other file is left as it is."""
+    out, cwd = tmp_path / "out", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    load = pretrain_bert.load_documents
+
+    def load_while_the_folder_goes(args):
+        for p in out.iterdir():
+            p.unlink()
+        out.rmdir()
+        return load(args)
+
+    monkeypatch.setattr(pretrain_bert, "load_documents", load_while_the_folder_goes)
+    tiny = [*SMALL, "--steps", "2", "--num-hiddens", "16", "--ffn-num-hiddens", "32", "--num-heads", "2",
+            "--num-blks", "1", "--batch-size", "8"]
+    with pytest.raises(SystemExit) as err:
+        pretrain_bert.main([*tiny, "--save", str(out / "bert.pt"), "--losses", str(out / "losses.json")])
+    message = str(err.value)
+    assert message.startswith("pretrain_bert: the training finished, but --save=")
+    rescued = sorted(cwd.iterdir())
+    assert [p.suffix for p in rescued] == [".pt", ".json"] or [p.suffix for p in rescued] == [".json", ".pt"]
+    for p in rescued:
+        assert f"it was written to {p} instead" in message
+    model, vocab = load_pretrained(next(p for p in rescued if p.suffix == ".pt"))
+    assert len(vocab) == model.config["vocab_size"] and model.config["num_hiddens"] == 16
+    assert len(json.loads(next(p for p in rescued if p.suffix == ".json").read_text())["losses"]) == 2
+
+    other = tmp_path / "other.pt"
+    monkeypatch.setattr(pretrain_bert, "load_documents",
+                        lambda args: (other.write_bytes(b"another run's checkpoint"), load(args))[1])
+    with pytest.raises(SystemExit, match="--save=.*other.pt.*already exists.*it was written to .* instead"):
+        pretrain_bert.main([*tiny, "--save", str(other)])
+    assert other.read_bytes() == b"another run's checkpoint"
+    assert len(list(cwd.glob("pretrain_bert-other-*.pt"))) == 1
+
+
 def test_a_corpus_too_small_is_a_clear_error():
     with pytest.raises(SystemExit, match="pretrain_bert: .*leaves the train.*num_sentences >= 20"):
         pretrain_bert.main(["--num-sentences", "8", "--device", "cpu"])

@@ -141,3 +141,39 @@ def test_vocab_refuses_ids_where_tokens_go_and_out_of_range_ids(tmp_path):
     v.save(tmp_path / "v.json")
     assert Vocab.load(tmp_path / "v.json").idx_to_token == v.idx_to_token
     assert sorted(p.name for p in tmp_path.iterdir()) == ["damaged.json", "v.json"]  # no temporary file left
+
+
+def test_vocab_save_replaces_an_existing_file_only_when_asked(tmp_path):
+    v = Vocab("le chat a vu la scie".split())
+    path = tmp_path / "v.json"
+    path.write_text("notes of my own")
+    with pytest.raises(FileExistsError, match="v.json' already exists; it was left as it is.*overwrite=True"):
+        v.save(path)
+    assert path.read_text() == "notes of my own"
+    with pytest.raises(ValueError, match="overwrite must be True or False"):
+        v.save(path, overwrite="yes")
+    v.save(path, overwrite=True)
+    assert Vocab.load(path).idx_to_token == v.idx_to_token
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.json"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_vocab_of_sentences_counts_their_tokens_as_d2l_does(d2l, seed):
+    """A list of token lists used to fail with "unhashable type: 'list'"; d2l's Vocab flattens it."""
+    g = torch.Generator().manual_seed(seed)
+    words = "le chat a vu la scie près de banque".split()
+    sentences = [[words[i] for i in torch.randint(len(words), (int(n),), generator=g).tolist()]
+                 for n in torch.randint(1, 8, (5 + seed,), generator=g)]
+    flat = [t for s in sentences for t in s]
+    copy = [list(s) for s in sentences]
+    for min_freq in (1, 2):
+        v = Vocab(sentences, min_freq=min_freq)
+        assert v.idx_to_token == Vocab(flat, min_freq=min_freq).idx_to_token
+        theirs = d2l.Vocab(sentences, min_freq=min_freq, reserved_tokens=list(RESERVED))
+        assert set(theirs.idx_to_token) == set(v.idx_to_token)
+    assert sentences == copy  # unchanged
+    assert Vocab([tuple(s) for s in sentences]).idx_to_token == Vocab(flat).idx_to_token
+    with pytest.raises(TypeError, match=r"not a mix: item 1 is str 'chat'"):
+        Vocab([["le"], "chat"])
+    with pytest.raises(TypeError, match=r"tokens must be str .*got list \['le'\]"):
+        Vocab([[["le"], ["chat"]]])  # one level of nesting only

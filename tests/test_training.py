@@ -184,3 +184,25 @@ def test_fit_refuses_empty_loaders_and_batches_of_another_task():
             show=False)  # fewer examples than one batch
     with pytest.raises(ValueError, match=r"batches \(src, src_valid_len, tgt, tgt_valid_len\), got a tuple of 3"):
         fit(model, corpus.tagging_loader("train", 32), corpus.tgt_vocab, 1, show=False)
+
+
+def test_fit_stops_when_the_loss_diverges_and_keeps_the_last_finite_weights():
+    """A NaN loss used to be averaged into the epoch's loss and its gradients written into the weights."""
+    corpus, model = _tiny_task()
+    calls = {"n": 0}
+    forward = model.forward
+
+    def spoiled_at_the_third_batch(*args, **kwargs):
+        calls["n"] += 1
+        out = forward(*args, **kwargs)
+        if calls["n"] == 3:
+            snapshot.update({k: v.clone() for k, v in model.state_dict().items()})
+            return out * math.inf
+        return out
+
+    snapshot = {}
+    model.forward = spoiled_at_the_third_batch
+    with pytest.raises(FloatingPointError, match=r"training loss is (nan|inf) at batch 3 of epoch 1 .*smaller lr"):
+        fit(model, corpus.loader("train", 16), corpus.tgt_vocab, 2, grad_clip=None, show=False)
+    assert all(torch.equal(v, snapshot[k]) for k, v in model.state_dict().items())  # the bad step took no effect
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
