@@ -606,7 +606,8 @@ def cmd_test(args: argparse.Namespace) -> None:
 
 def cmd_notebooks(args: argparse.Namespace) -> None:
     py = ensure_venv()
-    paths = [str(p.relative_to(ROOT)) for p in notebooks()]
+    named = any(a.split("::")[0].endswith(".ipynb") for a in args.pytest_args)  # notebooks named after --
+    paths = [] if named else [str(p.relative_to(ROOT)) for p in notebooks()]
     # loadfile: every notebook runs whole on one worker, in its own kernel
     run([py, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", *parallel_args(args.workers, "loadfile"),
          *paths, *args.pytest_args], env=validation_env())
@@ -946,7 +947,7 @@ def main() -> None:
     p.set_defaults(func=cmd_grade)
     p = sub.add_parser("notebooks", help="execute and validate the notebooks only")
     p.add_argument("-n", "--workers", type=int, metavar="N", help="pytest processes (default: one per CPU)")
-    p.add_argument("pytest_args", nargs="*")
+    p.add_argument("pytest_args", nargs="*", help="pytest arguments after --; notebooks named there are the only ones run")
     p.set_defaults(func=cmd_notebooks)
     p = sub.add_parser("bench", help="time course_lib's attention and Transformer against PyTorch and d2l")
     p.add_argument("bench_args", nargs="*", help="arguments for every benchmark script, e.g. --quick (after --)")
