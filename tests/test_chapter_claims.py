@@ -167,3 +167,30 @@ def test_chapter_3_stored_outputs_are_those_of_its_code():
     pooled = re.findall(r"^\s*(one-directional|bidirectional): cue before .*, only after ", cell_output(cue), re.M)
     assert sorted(pooled) == ["bidirectional", "one-directional"], "the cue cell's pooled lines are missing"
     assert "(the last lines)" in markdown(CHAPTER_3)
+
+
+def test_chapter_5_prose_numbers_that_are_not_printed():
+    """Numbers of chapter 5's prose that no cell prints: the FFN's share of an encoder block,
+    the attention biases of the base model, the Xavier spread at the paper's vocabulary, the
+    cache size per position; each is computed here from course_lib's modules or the formula."""
+    from course_lib.transformer import VASWANI_2017, TransformerEncoderBlock, build_transformer, count_parameters
+
+    flat = " ".join(markdown("chapter_05_transformer.ipynb").split())
+    base = VASWANI_2017["base"]
+    d, ff, heads, blocks = base["num_hiddens"], base["ffn_num_hiddens"], base["num_heads"], base["num_blks"]
+    with torch.device("meta"):
+        blk = TransformerEncoderBlock(num_hiddens=d, ffn_num_hiddens=ff, num_heads=heads, dropout=0.0)
+        share = count_parameters(blk.ffn) / count_parameters(blk)
+        kwargs = dict(tie_weights=True, shared_embedding=True)
+        with_bias = count_parameters(build_transformer(37000, 37000, **base, use_bias=True, **kwargs))
+        without = count_parameters(build_transformer(37000, 37000, **base, **kwargs))
+    assert abs(share - 2 / 3) < 0.01 and "the FFN holds two thirds of an encoder block's parameters" in flat
+    assert f"add {with_bias - without:,}" in flat                        # 36,864: 18 attention layers x 4 x 512
+    torch.manual_seed(0)                                                 # the library's draw for a (V, d) embedding
+    emb = build_transformer(37000, 8, num_hiddens=d, ffn_num_hiddens=8, num_heads=1, num_blks=1,
+                            dropout=0.0).encoder.embedding.weight
+    spread = float(emb.detach().std()) * math.sqrt(d)
+    assert abs(spread - math.sqrt(2 * d / (37000 + d))) < 0.005
+    assert f"would have a spread of {spread:.2f}" in flat
+    assert f"$2 \\times {blocks} \\times {d} = {2 * blocks * d:,}$ numbers per generated position" \
+        .replace(",", "{,}") in flat
