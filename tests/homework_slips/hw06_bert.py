@@ -264,6 +264,38 @@ def masked_lm_loss(logits, pred_positions, labels, weights):
          "changed its argument ids"),
     ],
     "q4": [
+        ("labels as bools", {"nsp_pairs": '''
+def nsp_pairs(documents, coins, picks):
+    pairs = []
+    for d, doc in enumerate(documents):
+        others = [s for e, other in enumerate(documents) if e != d for s in other]
+        for i in range(len(doc) - 1):
+            k = len(pairs)
+            pairs.append((doc[i], doc[i + 1], True) if coins[k] < 0.5 else (doc[i], others[int(picks[k] * len(others))], False))
+    return pairs
+'''}, "is bool here, int in the expected result"),
+        ("pairs as lists", {"nsp_pairs": '''
+def nsp_pairs(documents, coins, picks):
+    pairs = []
+    for d, doc in enumerate(documents):
+        others = [s for e, other in enumerate(documents) if e != d for s in other]
+        for i in range(len(doc) - 1):
+            k = len(pairs)
+            pairs.append([doc[i], doc[i + 1], 1] if coins[k] < 0.5 else [doc[i], others[int(picks[k] * len(others))], 0])
+    return pairs
+'''}, "is list here, tuple in the expected result"),
+        ("copies of the sentences in the pairs", {"nsp_pairs": '''
+def nsp_pairs(documents, coins, picks):
+    import copy
+    pairs = []
+    for d, doc in enumerate(documents):
+        others = [s for e, other in enumerate(documents) if e != d for s in other]
+        for i in range(len(doc) - 1):
+            k = len(pairs)
+            pair = (doc[i], doc[i + 1], 1) if coins[k] < 0.5 else (doc[i], others[int(picks[k] * len(others))], 0)
+            pairs.append(copy.deepcopy(pair))
+    return pairs
+'''}, "holds a copy of a sentence"),
         ("picks counted over the random pairs only", {"nsp_pairs": '''
 def nsp_pairs(documents, coins, picks):
     pairs, drawn = [], 0
