@@ -12,7 +12,7 @@ wraps the same lines so that they can be tested here.
   default argument, a closure, a global, a ``functools.partial``, a subclass, a copy of its
   code. Python functions are recognized by their code objects (``sys.setprofile``), PyTorch
   functions by identity (a ``TorchFunctionMode`` sees every route to them), and PyTorch's
-  operators called through ``torch.ops.aten`` by name (``ops``). Before
+  operators by name (``ops``), through ``torch.ops.aten`` or as ``torch._x`` builtins. Before
   the call, the function's defaults, closure and the globals it names are inspected, so
   that a banned function held there is named even if the inputs never reach it.
 * ``check(answer, cases, reference, slips, close)``: the answer and the reference on
@@ -121,7 +121,8 @@ def grading_helpers(torch):
 
             class Functions(TorchFunctionMode):
                 def __torch_function__(self, func, types_, args=(), kwargs=None):
-                    operator = type(func).__module__ == "torch._ops" and func.__name__.split(".")[0]
+                    operator = ((type(func).__module__ == "torch._ops" or isinstance(func, types.BuiltinFunctionType))   # torch.ops.aten.x, torch.x
+                                and getattr(func, "__name__", "").split(".")[0])
                     if not inside and id(func) in objects and objects[id(func)][0] is func:
                         calls.append(objects[id(func)][1])
                     elif not inside and operator in (ops or {}):
