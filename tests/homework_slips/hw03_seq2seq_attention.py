@@ -249,4 +249,9 @@ def best_candidate(candidates, alpha):
             best = (s, tokens)
     return best[1]
 '''},
+    {"best_candidate": '''
+def best_candidate(candidates, alpha):   # sorted, best first; the tokens list itself
+    ranked = sorted(candidates, key=lambda c: c[1] / (len(c[0]) + 1) ** alpha, reverse=True)
+    return ranked[0][0]
+'''},
 ]

@@ -464,4 +464,16 @@ def nsp_pairs(documents, coins, picks):   # the other sentences as (document, in
             k += 1
     return out
 '''},
+    {"nsp_pairs": '''
+def nsp_pairs(documents, coins, picks):   # the starts listed first, the other sentences gathered per pair
+    starts = [(d, i) for d, doc in enumerate(documents) for i in range(len(doc) - 1)]
+    out = []
+    for k, (d, i) in enumerate(starts):
+        if coins[k] < 0.5:
+            out.append((documents[d][i], documents[d][i + 1], 1))
+        else:
+            others = [s for e in range(len(documents)) if e != d for s in documents[e]]
+            out.append((documents[d][i], others[int(picks[k] * len(others))], 0))
+    return out
+'''},
 ]
