@@ -12,7 +12,7 @@ wraps the same lines so that they can be tested here.
   default argument, a closure, a global, a ``functools.partial``, a subclass, a copy of its
   code. Python functions are recognized by their code objects (``sys.setprofile``), PyTorch
   functions by identity (a ``TorchFunctionMode`` sees every route to them), and PyTorch's
-  operators called through ``torch.ops.aten`` by name (``ops``). Before
+  operators by name (``ops``), through ``torch.ops.aten`` or as ``torch._x`` builtins. Before
   the call, the function's defaults, closure and the globals it names are inspected, so
   that a banned function held there is named even if the inputs never reach it.
 * ``check(answer, cases, reference, slips, close)``: the answer and the reference on
@@ -121,7 +121,8 @@ def grading_helpers(torch):
 
             class Functions(TorchFunctionMode):
                 def __torch_function__(self, func, types_, args=(), kwargs=None):
-                    operator = type(func).__module__ == "torch._ops" and func.__name__.split(".")[0]
+                    operator = ((type(func).__module__ == "torch._ops" or isinstance(func, types.BuiltinFunctionType))   # torch.ops.aten.x, torch.x
+                                and getattr(func, "__name__", "").split(".")[0])
                     if not inside and id(func) in objects and objects[id(func)][0] is func:
                         calls.append(objects[id(func)][1])
                     elif not inside and operator in (ops or {}):
@@ -226,6 +227,15 @@ def grading_helpers(torch):
                 pass
             return ""
 
+        def kind(a, b, path="the result", depth=0):   # a difference of type that the values shown may hide (1 and 1.0, True and 1)
+            if isinstance(a, BaseException) or depth > 2:
+                return ""
+            if type(a) is not type(b):
+                return f"\n(note the types: {path} is {type(a).__name__} here, {type(b).__name__} in the expected result)"
+            if isinstance(a, (list, tuple)) and len(a) == len(b):
+                return next((t for t in (kind(x, y, f"{path}[{i}]", depth + 1) for i, (x, y) in enumerate(zip(a, b))) if t), "")
+            return ""
+
         threads = torch.get_num_threads()
         torch.set_num_threads(1)   # tiny tensors: one thread is fastest, and immune to a busy machine
         try:
@@ -242,7 +252,8 @@ def grading_helpers(torch):
             torch.set_num_threads(threads)
         for i, c in enumerate(cases):
             if not same(got[i], expected[i]):
-                raise AssertionError(f"{called(c)}\nreturned {show(got[i])}\nexpected {show(expected[i])}{where(got[i], expected[i])}")
+                raise AssertionError(f"{called(c)}\nreturned {show(got[i])}\nexpected {show(expected[i])}{where(got[i], expected[i])}"
+                                     f"{kind(got[i], expected[i])}")
     # -- end of the grading helpers --
 
     return own_work, show, check

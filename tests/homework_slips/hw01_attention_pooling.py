@@ -138,6 +138,22 @@ def nw_predict(queries, keys, values, kernel, h):
 '''}, "changed its argument queries"),
     ],
     "q3": [
+        ("choose_k sorts the candidates and stops once the error is 10 times the best so far", {"choose_k": '''
+def choose_k(x, y, candidates):
+    best = None
+    for k in sorted(candidates):
+        error = float(loo_knn_mse(x, y, k))
+        if best is None or error < best[0]:
+            best = (error, k)
+        elif error > 10 * best[0]:
+            break
+    return best[1]
+'''}, "even after a steep rise"),
+        ("choose_k returns a tensor (the candidates indexed by argmin)", {"choose_k": '''
+def choose_k(x, y, candidates):
+    errors = torch.stack([loo_knn_mse(x, y, k) for k in candidates])
+    return torch.tensor(candidates)[errors.argmin()]
+'''}, "note the types: the result is Tensor here, int in the expected result"),
         ("signed distance", {"loo_knn_mse": _loo(dist="x.reshape(-1, 1) - x.reshape(1, -1)")}, "use the absolute distance"),
         ("off by one: k + 1 neighbours", {"loo_knn_mse": _loo(k="k + 1")}, "not k + 1"),
         ("off by one: k - 1 neighbours", {"loo_knn_mse": _loo(k="max(k - 1, 1)")}, "not k - 1"),
@@ -318,5 +334,9 @@ def choose_k(x, y, candidates):
 def effective_keys(weights):   # in float32
     w = weights.float()
     return 1 / (w * w).sum(-1)
+'''},
+    {"choose_k": '''
+def choose_k(x, y, candidates):   # min with a key, errors as Python floats
+    return min(candidates, key=lambda k: float(loo_knn_mse(x, y, k)))
 '''},
 ]

@@ -125,6 +125,14 @@ def beam_step(beam_scores, log_probs, k):
         ("the k best of beam 0 only", {"beam_step": _beam(totals="beam_scores[:1].unsqueeze(1) + log_probs[:1]")}, "returned"),
     ],
     "q3": [
+        ("best_candidate returns a copy of the tokens", {"best_candidate": '''
+def best_candidate(candidates, alpha):
+    return list(max(candidates, key=lambda c: normalized_score(c[1], len(c[0]) + 1, alpha))[0])
+'''}, "return the list itself"),
+        ("best_candidate returns the tokens as a tuple", {"best_candidate": '''
+def best_candidate(candidates, alpha):
+    return tuple(max(candidates, key=lambda c: normalized_score(c[1], len(c[0]) + 1, alpha))[0])
+'''}, "return the list itself"),
         ("multiplies by L ** alpha", {"normalized_score": _score("total_logprob * length ** alpha")}, "do not multiply"),
         ("alpha ignored when ranking", {"best_candidate": _best(key="c[1]")}, "alpha is ignored"),
         ("the position of the best", {"best_candidate": '''
@@ -240,5 +248,10 @@ def best_candidate(candidates, alpha):
         if best is None or s > best[0]:
             best = (s, tokens)
     return best[1]
+'''},
+    {"best_candidate": '''
+def best_candidate(candidates, alpha):   # sorted, best first; the tokens list itself
+    ranked = sorted(candidates, key=lambda c: c[1] / (len(c[0]) + 1) ** alpha, reverse=True)
+    return ranked[0][0]
 '''},
 ]

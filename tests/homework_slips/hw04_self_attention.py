@@ -147,6 +147,15 @@ def batch_to_heads(X, num_heads):
 '''}, "do not call course_lib.transpose_output"),
     ],
     "q2": [
+        ("PyTorch's private math attention, torch._scaled_dot_product_attention_math", {"multihead_self_attention": '''
+def multihead_self_attention(X, W_q, W_k, W_v, W_o, num_heads, valid_lens=None):
+    B, T, D = X.shape
+    q, k, v = (heads_to_batch(X @ W, num_heads) for W in (W_q, W_k, W_v))
+    mask = torch.zeros(B * num_heads, 1, T, dtype=X.dtype)
+    if valid_lens is not None:
+        mask = mask.masked_fill(torch.arange(T) >= valid_lens.repeat_interleave(num_heads).reshape(-1, 1, 1), float("-inf"))
+    return batch_to_heads(torch._scaled_dot_product_attention_math(q, k, v, attn_mask=mask)[0], num_heads) @ W_o
+'''}, "do not call torch.nn.functional.scaled_dot_product_attention"),
         ("scaled by sqrt(T)", {"multihead_self_attention": _mhsa(scale="math.sqrt(T)")}, "not of the sequence length"),
         ("no mask", {"multihead_self_attention": _mhsa(lens="valid_lens * 0 + T")}, "must get zero weight"),
         ("the queries masked instead of the keys", {"multihead_self_attention": _mhsa(masked="torch.arange(T).view(1, T, 1) >= lens.view(-1, 1, 1)")},

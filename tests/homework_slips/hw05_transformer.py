@@ -348,6 +348,10 @@ def attention_step(x, W_q, W_k, W_v, cache=None):
 '''}, "do not call course_lib.BlockCache"),
     ],
     "q4": [
+        ("a float returned (4.0 * D * D)", {"transformer_parameter_count": _count(attention="4.0 * D * D + (4 * D if use_bias else 0)")},
+         "note the types: the result is float here, int in the expected result"),
+        ("the attention biases counted as 3 D (W_o without a bias)", {"transformer_parameter_count": _count(attention="4 * D * D + (3 * D if use_bias else 0)")},
+         "use_bias=True"),
         ("builds course_lib's model on the meta device and counts", {"transformer_parameter_count": _BUILT},
          "do not call course_lib.build_transformer"),
         ("the FFN's biases forgotten", {"transformer_parameter_count": _count(ffn="2 * D * F_")}, "count the biases of the position-wise FFN"),

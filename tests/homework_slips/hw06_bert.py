@@ -264,6 +264,38 @@ def masked_lm_loss(logits, pred_positions, labels, weights):
          "changed its argument ids"),
     ],
     "q4": [
+        ("labels as bools", {"nsp_pairs": '''
+def nsp_pairs(documents, coins, picks):
+    pairs = []
+    for d, doc in enumerate(documents):
+        others = [s for e, other in enumerate(documents) if e != d for s in other]
+        for i in range(len(doc) - 1):
+            k = len(pairs)
+            pairs.append((doc[i], doc[i + 1], True) if coins[k] < 0.5 else (doc[i], others[int(picks[k] * len(others))], False))
+    return pairs
+'''}, "is bool here, int in the expected result"),
+        ("pairs as lists", {"nsp_pairs": '''
+def nsp_pairs(documents, coins, picks):
+    pairs = []
+    for d, doc in enumerate(documents):
+        others = [s for e, other in enumerate(documents) if e != d for s in other]
+        for i in range(len(doc) - 1):
+            k = len(pairs)
+            pairs.append([doc[i], doc[i + 1], 1] if coins[k] < 0.5 else [doc[i], others[int(picks[k] * len(others))], 0])
+    return pairs
+'''}, "is list here, tuple in the expected result"),
+        ("copies of the sentences in the pairs", {"nsp_pairs": '''
+def nsp_pairs(documents, coins, picks):
+    import copy
+    pairs = []
+    for d, doc in enumerate(documents):
+        others = [s for e, other in enumerate(documents) if e != d for s in other]
+        for i in range(len(doc) - 1):
+            k = len(pairs)
+            pair = (doc[i], doc[i + 1], 1) if coins[k] < 0.5 else (doc[i], others[int(picks[k] * len(others))], 0)
+            pairs.append(copy.deepcopy(pair))
+    return pairs
+'''}, "holds a copy of a sentence"),
         ("picks counted over the random pairs only", {"nsp_pairs": '''
 def nsp_pairs(documents, coins, picks):
     pairs, drawn = [], 0
@@ -430,6 +462,18 @@ def nsp_pairs(documents, coins, picks):   # the other sentences as (document, in
                 others = [documents[e][j] for e, j in where if e != d]
                 out.append((doc[i], others[int(picks[k] * len(others))], int(False)))
             k += 1
+    return out
+'''},
+    {"nsp_pairs": '''
+def nsp_pairs(documents, coins, picks):   # the starts listed first, the other sentences gathered per pair
+    starts = [(d, i) for d, doc in enumerate(documents) for i in range(len(doc) - 1)]
+    out = []
+    for k, (d, i) in enumerate(starts):
+        if coins[k] < 0.5:
+            out.append((documents[d][i], documents[d][i + 1], 1))
+        else:
+            others = [s for e in range(len(documents)) if e != d for s in documents[e]]
+            out.append((documents[d][i], others[int(picks[k] * len(others))], 0))
     return out
 '''},
 ]
