@@ -151,6 +151,20 @@ def _extract_tar_members(tf: tarfile.TarFile, members: list[tarfile.TarInfo], fo
             shutil.copyfileobj(source, out)
 
 
+def _already_there(folder: Path, name: str, size: int, read) -> bool:
+    """True if ``folder/name`` already holds exactly this member's bytes (nothing to write).
+
+    A file there with other contents (one edited by hand, say) is never replaced: that is
+    a ValueError naming it, raised before anything is written."""
+    target = folder / name
+    if not target.exists():
+        return False
+    if target.is_file() and target.stat().st_size == size and target.read_bytes() == read():
+        return True
+    raise ValueError(f"{str(target)!r} exists and differs from the archive's {name!r}; extracting would replace "
+                     "it. Move it away (or delete it) to extract the archive's copy again")
+
+
 def extract(archive: Path, folder: Path) -> Path:
     """Extract a .zip or .tar(.gz) into folder, refusing any member that would escape it.
 
@@ -169,7 +183,9 @@ def extract(archive: Path, folder: Path) -> Path:
         with zipfile.ZipFile(archive) as zf:
             for name in zf.namelist():
                 _safe_target(folder, name)  # check everything before writing anything
-            zf.extractall(folder)
+            infos = [i for i in zf.infolist()
+                     if i.is_dir() or not _already_there(folder, i.filename, i.file_size, lambda i=i: zf.read(i))]
+            zf.extractall(folder, members=infos)
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
             members = tf.getmembers()
@@ -177,6 +193,8 @@ def extract(archive: Path, folder: Path) -> Path:
                 _safe_target(folder, m.name)
                 if m.issym() or m.islnk() or not (m.isfile() or m.isdir()):
                     raise ValueError(f"refusing to extract {m.name!r}: links and special files are not allowed")
+            members = [m for m in members
+                       if m.isdir() or not _already_there(folder, m.name, m.size, lambda m=m: tf.extractfile(m).read())]
             if hasattr(tarfile, "data_filter"):  # Python 3.10.12+, 3.11.4+, 3.12+
                 tf.extractall(folder, members=members, filter="data")
             else:

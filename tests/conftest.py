@@ -127,6 +127,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = [item for g in order for item in groups[g]]
 
 
+@pytest.hookimpl(optionalhook=True)  # the hook exists only where pytest-xdist is loaded (not with -n 1)
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """``--dist loadgroup``: hand out whole groups (work_group), in the workers' order."""
     if config.getvalue("dist") != "loadgroup":

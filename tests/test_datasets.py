@@ -266,3 +266,36 @@ def test_a_copy_placed_in_course_data_by_hand_is_kept_and_both_hashes_named(tmp_
             call()
         assert placed.read_bytes() == b"a copy from a course mirror"
         assert [p.name for p in tmp_path.iterdir()] == ["wikitext-2-v1.zip"]
+
+
+@pytest.mark.parametrize("kind", ["zip", "tar"])
+def test_extracting_again_never_replaces_a_file_edited_by_hand(tmp_path, kind):
+    """Re-extracting leaves identical files as they are and refuses, before writing
+    anything, to replace a file whose contents differ from the archive's."""
+    import tarfile
+    import zipfile
+
+    src = {"data/a.txt": b"first file\n", "data/b.txt": b"second file\n" * 100}
+    archive = tmp_path / f"archive.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(archive, "w") as zf:
+            for name, data in src.items():
+                zf.writestr(name, data)
+    else:
+        staged = tmp_path / "staged"
+        with tarfile.open(archive, "w") as tf:
+            for name, data in src.items():
+                (staged / name).parent.mkdir(parents=True, exist_ok=True)
+                (staged / name).write_bytes(data)
+                tf.add(staged / name, arcname=name)
+    out = tmp_path / "out"
+    extract(archive, out)
+    assert {n: (out / n).read_bytes() for n in src} == src
+    before = {n: (out / n).stat().st_mtime_ns for n in src}
+    extract(archive, out)                                   # identical files: nothing rewritten
+    assert {n: (out / n).stat().st_mtime_ns for n in src} == before
+    (out / "data/b.txt").write_bytes(b"my own edits\n")
+    (out / "data/a.txt").unlink()                          # a missing file would be restored...
+    with pytest.raises(ValueError, match=r"b\.txt.* exists and differs from the archive's"):
+        extract(archive, out)                               # ...but nothing is written while b.txt differs
+    assert (out / "data/b.txt").read_bytes() == b"my own edits\n" and not (out / "data/a.txt").exists()

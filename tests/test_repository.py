@@ -155,3 +155,14 @@ def test_course_lib_builds_as_a_wheel_with_loose_dependencies(tmp_path):
     core = [r for r in requires if "extra ==" not in r]
     assert any("torch" in r for r in core) and not any("==" in r for r in specifiers), requires
     assert all(r.endswith('extra == "hf"') for r in requires if r not in core), requires
+
+
+def test_the_serial_run_loads_the_test_configuration_without_pytest_xdist():
+    """`tasks.py test -n 1` runs pytest with `-p no:xdist`: conftest.py must not need it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:xdist", "-q", "--collect-only",
+                           str(Path(__file__).parent / "test_stats.py")],
+                          capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
