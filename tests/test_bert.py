@@ -260,10 +260,7 @@ def test_course_lib_imports_without_transformers():
         "except ImportError:\n"
         "    print('ImportError')\n"
     )
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "ImportError"
+    _prints_import_error(code)
 
 
 # --------------------------------------------------------------------------- parameter counts
@@ -708,10 +705,7 @@ def test_to_huggingface_needs_transformers_only_when_called():
         "except ImportError:\n"
         "    print('ImportError')\n"
     )
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "ImportError"
+    _prints_import_error(code)
 
 
 # ------------------------------------------------------------------------ distributed training
@@ -1034,3 +1028,11 @@ def test_loading_onto_a_missing_gpu_names_map_location_not_the_file(tmp_path):
         load_pretrained(tmp_path / "bert.pt", map_location="meta")
     model, _ = load_pretrained(tmp_path / "bert.pt", map_location=torch.device("cpu"))
     assert next(model.parameters()).device.type == "cpu"
+
+
+def _prints_import_error(code: str) -> None:
+    """Run ``code`` in a fresh interpreter; it must exit cleanly after printing 'ImportError'."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ImportError"
