@@ -264,8 +264,10 @@ def test_pages_box_code_lines_and_let_inline_code_break(built_book):
 def test_tasks_book_serves_the_pages_and_the_search_index_and_stops_on_ctrl_c(built_book):
     # A run started in the background (`cmd &` in a script) inherits an ignored SIGINT, and
     # Python then installs no handler for it: give the server the default, as in a terminal.
+    # `CI` set in the environment (as on CI runners) means "never block": the test wants the server.
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
     proc = subprocess.Popen([sys.executable, str(ROOT / "tasks.py"), "book", "--no-build", "--port", "0", "--no-open"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if os.name == "posix" else None)
     try:
         line = proc.stdout.readline()
@@ -291,6 +293,14 @@ def test_tasks_book_serves_the_pages_and_the_search_index_and_stops_on_ctrl_c(bu
             pytest.fail(f"the server did not stop within 20 s of Ctrl-C (SIGINT):\n{err[-2000:]}")
     assert proc.returncode == 0, err
     assert "server stopped" in out and "Traceback" not in err
+
+
+def test_tasks_book_on_a_ci_runner_does_not_block_and_says_how_to_serve(built_book):
+    env = dict(os.environ, CI="true")
+    done = subprocess.run([sys.executable, str(ROOT / "tasks.py"), "book", "--no-build", "--port", "0", "--no-open"],
+                          cwd=ROOT, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "python3 tasks.py book --no-build" in done.stdout and "the book is at" not in done.stdout
 
 
 def test_tasks_book_without_a_build_says_what_to_do(tmp_path, monkeypatch):
