@@ -22,6 +22,7 @@ module                      chapter
 ``course_lib.pretrain_bert``  6. BERT pretraining on one or several GPUs
                             (``torchrun -m course_lib.pretrain_bert``)
 ``course_lib.stats``        3, 5, 6. intervals for measured rates (Wilson)
+``course_lib.efficient_attention``  7. tiled attention (online softmax), its peak memory
 ==========================  ===========================================
 
 Data for chapters 3 to 6: ``course_lib.corpus`` (the generated English–French corpus,
