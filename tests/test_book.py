@@ -103,7 +103,9 @@ def test_previous_and_next_go_from_each_chapter_to_its_homework(built_book):
     docs = toc_docs()
     chapters = [d for d in docs if re.match(r"book/chapter_\d+_", d)]
     homework = {int(re.search(r"hw(\d+)_", d).group(1)): d for d in docs if "/_student/hw" in d}
-    assert len(chapters) >= 6 and len(homework) == len(chapters)
+    # every chapter has its homework (a homework may come before its chapter is written: it stays
+    # where the table of contents puts it)
+    assert len(chapters) >= 6 and {int(re.match(r"book/chapter_(\d+)_", c).group(1)) for c in chapters} <= set(homework)
     # following "next" from the first page visits every page once: each chapter, then its homework
     order, doc = [], docs[0]
     while doc is not None:
