@@ -7,6 +7,7 @@ module                      chapter
 ==========================  ===========================================
 ``course_lib.utils``        every chapter: seeding and device choice
 ``course_lib.plotting``     every chapter: line plots and heatmaps
+``course_lib.notebook_figures``  every chapter: figures stored as the book shows them
 ``course_lib.kernel_regression``  1. attention pooling (Nadaraya–Watson)
 ``course_lib.masking``      2. masked softmax and mask helpers
 ``course_lib.attention_scoring``  2. additive and scaled dot-product attention
@@ -28,9 +29,9 @@ module                      chapter
 ==========================  ===========================================
 
 Data for chapters 3 to 6: ``course_lib.corpus`` (the generated English–French corpus,
-with ``corpus_lexicon`` and ``corpus_grammar``), ``course_lib.text`` (vocabularies,
-padded batches, BLEU) and ``course_lib.datasets`` (real corpora, opt-in, verified
-downloads).
+with ``corpus_lexicon``, ``corpus_grammar``, ``corpus_french`` and ``corpus_probes``,
+the cue probes of chapter 6), ``course_lib.text`` (vocabularies, padded batches, BLEU) and
+``course_lib.datasets`` (real corpora, opt-in, verified downloads).
 """
 
 from course_lib.attention_scoring import (
