@@ -13,6 +13,9 @@ module                      chapter
 ``course_lib.attention_scoring``  2. additive and scaled dot-product attention
 ``course_lib.benchmark``    2. timing and peak memory of attention
 ``course_lib.multihead_attention``  4. multi-head and local-window self-attention
+``course_lib.attention``    4-7. attention after the projections, written once:
+                            heads, masks, both paths, grouped heads, rotation hook
+``course_lib.kv_cache``     5, 7. the key/value cache (``KVCache.update``)
 ``course_lib.seq2seq``      3. RNN encoder, plain and Bahdanau decoders
 ``course_lib.training``     3, 5, 6. training loop, schedules, early stopping
 ``course_lib.decoding``     3, 5. greedy, batched and beam-search decoding, BLEU
