@@ -7,18 +7,25 @@ module                      chapter
 ==========================  ===========================================
 ``course_lib.utils``        every chapter: seeding and device choice
 ``course_lib.plotting``     every chapter: line plots and heatmaps
+``course_lib.notebook_figures``  every chapter: figures stored as the book shows them
 ``course_lib.kernel_regression``  1. attention pooling (Nadaraya–Watson)
 ``course_lib.masking``      2. masked softmax and mask helpers
 ``course_lib.attention_scoring``  2. additive and scaled dot-product attention
 ``course_lib.benchmark``    2. timing and peak memory of attention
 ``course_lib.multihead_attention``  4. multi-head and local-window self-attention
+``course_lib.attention``    4-7. attention after the projections, written once:
+                            heads, masks, both paths, grouped heads, rotation hook
+``course_lib.kv_cache``     5, 7. the key/value cache (``KVCache.update``)
 ``course_lib.seq2seq``      3. RNN encoder, plain and Bahdanau decoders
 ``course_lib.training``     3, 5, 6. training loop, schedules, early stopping
 ``course_lib.decoding``     3, 5. greedy, batched and beam-search decoding, BLEU
 ``course_lib.positional_encoding``  4. sinusoidal and learned positional encodings
 ``course_lib.transformer``  5. the Transformer encoder, decoder and model
-``course_lib.bert``         6. BERT: input builder, MLM masking, NSP pairs,
-                            the model, fine-tuning heads, Hugging Face bridge
+``course_lib.bert``         6. the BERT model and its fine-tuning heads
+``course_lib.bert_data``    6. BERT's inputs, MLM masking, NSP pairs, datasets
+``course_lib.bert_losses``  6. the pretraining losses (masked LM, next sentence)
+``course_lib.bert_checkpoint``  6. saving and loading a BERT with its vocabulary
+``course_lib.hf_bridge``    6. to and from Hugging Face ``transformers`` (BERT)
 ``course_lib.pretrain_bert``  6. BERT pretraining on one or several GPUs
                             (``torchrun -m course_lib.pretrain_bert``)
 ``course_lib.stats``        3, 5, 6. intervals for measured rates (Wilson)
@@ -26,9 +33,9 @@ module                      chapter
 ==========================  ===========================================
 
 Data for chapters 3 to 6: ``course_lib.corpus`` (the generated English–French corpus,
-with ``corpus_lexicon`` and ``corpus_grammar``), ``course_lib.text`` (vocabularies,
-padded batches, BLEU) and ``course_lib.datasets`` (real corpora, opt-in, verified
-downloads).
+with ``corpus_lexicon``, ``corpus_grammar``, ``corpus_french`` and ``corpus_probes``,
+the cue probes of chapter 6), ``course_lib.text`` (vocabularies, padded batches, BLEU) and
+``course_lib.datasets`` (real corpora, opt-in, verified downloads).
 """
 
 from course_lib.attention_scoring import (

@@ -639,7 +639,9 @@ def test_probes_the_grammar_cannot_give_are_refused_quickly_not_returned_short(c
         corpus.probe_sets(per_sense=50)
     assert draws["n"] <= 400  # stopped after STALL_DRAWS draws without a new sentence, not 400 * 50
     monkeypatch.undo()
-    monkeypatch.setattr(C, "STALL_DRAWS", 200)
+    import course_lib.corpus_probes as P  # where cue_probes is written (course_lib.corpus re-exports it)
+
+    monkeypatch.setattr(P, "STALL_DRAWS", 200)
     probe = next(iter(C.cue_probes(corpus.train, per_cell=1, seed=1)["bank"].values()))["before"][0]
     draws["n"] = 0
 
@@ -647,7 +649,7 @@ def test_probes_the_grammar_cannot_give_are_refused_quickly_not_returned_short(c
         draws["n"] += 1
         return probe
 
-    monkeypatch.setattr(C, "_draw_probe", the_same_probe)
+    monkeypatch.setattr(P, "_draw_probe", the_same_probe)
     with pytest.raises(RuntimeError, match=r"only 1 of 5 probes found for bank .*ask for fewer"):
         C.cue_probes(corpus.train, per_cell=5)
     assert draws["n"] == 1 + 200  # one new probe, then STALL_DRAWS draws that bring nothing new
