@@ -14,7 +14,7 @@ Other commands, for authors and instructors:
     python3 tasks.py homework    # student notebooks + autograders into _build/homework/
     python3 tasks.py grade HW SUBMISSIONS...   # grade submissions, write a score report
     python3 tasks.py notebooks   # only execute and validate the notebooks (nbval)
-    python3 tasks.py bench [--quick]    # benchmarks/attention.py, multihead.py, transformer.py, bert.py
+    python3 tasks.py bench [--quick]    # benchmarks/attention.py, multihead.py, transformer.py, bert.py, tiled.py
     python3 tasks.py execute [NB ...]   # re-execute notebooks in place, top to bottom
     python3 tasks.py sync-repo-url      # copy the repository URL from _config.yml into notebooks
     python3 tasks.py figures [NB ...]   # the size of each stored figure's smallest text on the page

@@ -95,7 +95,7 @@ def cmd_notebooks(args: argparse.Namespace) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> None:
     py = ensure_venv()
-    for script in ("attention.py", "multihead.py", "transformer.py", "bert.py"):
+    for script in ("attention.py", "multihead.py", "transformer.py", "bert.py", "tiled.py"):
         run([py, ROOT / "benchmarks" / script, *args.bench_args], env=pytest_env())
 
 
