@@ -19,7 +19,10 @@ module                      chapter
 ``course_lib.training``     3, 5, 6. training loop, schedules, early stopping
 ``course_lib.decoding``     3, 5. greedy, batched and beam-search decoding, BLEU
 ``course_lib.positional_encoding``  4. sinusoidal and learned positional encodings
-``course_lib.transformer``  5. the Transformer encoder, decoder and model
+``course_lib.transformer_encoder``  5. FFN, AddNorm, the encoder block and encoder
+``course_lib.transformer_decoder``  5. the causal decoder block and decoder
+``course_lib.transformer``  5. the whole model: ``TransformerConfig``, the
+                            paper's sizes, ``build_transformer``
 ``course_lib.bert``         6. BERT: input builder, MLM masking, NSP pairs,
                             the model, fine-tuning heads, Hugging Face bridge
 ``course_lib.pretrain_bert``  6. BERT pretraining on one or several GPUs
@@ -65,6 +68,7 @@ from course_lib.positional_encoding import (
 from course_lib.transformer import (
     VASWANI_2017,
     AddNorm,
+    TransformerConfig,
     PositionWiseFFN,
     TransformerDecoder,
     TransformerDecoderBlock,
@@ -101,6 +105,7 @@ __all__ = [
     "transpose_qkv",
     "VASWANI_2017",
     "AddNorm",
+    "TransformerConfig",
     "PositionWiseFFN",
     "TransformerDecoder",
     "TransformerDecoderBlock",

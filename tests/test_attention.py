@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.attention import attention, attention_mask, merge_heads, split_heads
-from course_lib.kv_cache import BlockCache, KVCache
+from course_lib.kv_cache import KVCache
 
 # B, Tq, Tk, H, Hkv, Dh: one head, grouped-query, multi-query (Hkv = 1), ordinary multi-head
 SIZES = [(1, 1, 1, 1, 1, 1), (2, 3, 5, 4, 2, 2), (3, 6, 6, 4, 1, 4), (2, 7, 9, 6, 3, 3), (2, 4, 4, 8, 8, 2)]
@@ -204,32 +204,6 @@ def test_cached_attention_in_chunks_equals_one_causal_pass(impl, chunks, rotate)
     expected = k if rotate is None else merge_heads(rotary(split_heads(k, Hkv), torch.arange(T)))
     torch.testing.assert_close(kept, expected)
     torch.testing.assert_close(cache[1].values, v)
-
-
-def test_cache_update_returns_everything_so_far_and_the_number_before():
-    cache = KVCache(1)
-    k1, v1, k2, v2 = torch.randn(2, 3, 4), torch.randn(2, 3, 5), torch.randn(2, 2, 4), torch.randn(2, 2, 5)
-    keys, values, past = cache.update(k1, v1, 0)
-    assert past == 0 and keys is k1 and values is v1
-    snapshot = cache.copy()
-    keys, values, past = cache.update(k2, v2, 0)
-    assert past == 3 and cache.get_seq_length(0) == 5
-    torch.testing.assert_close(keys, torch.cat([k1, k2], 1))
-    torch.testing.assert_close(values, torch.cat([v1, v2], 1))
-    assert snapshot[0].keys is k1 and snapshot.get_seq_length(0) == 3  # untouched
-    cache.set_source(0, k1, v1)
-    assert cache.source(0) == (k1, v1) and snapshot.source(0) is None
-    assert cache[0].keys is keys  # the self-attention entry is kept
-
-
-def test_cache_from_entries_copies_the_list_and_counts_positions():
-    entry = BlockCache(torch.zeros(1, 4, 2), torch.zeros(1, 4, 2), torch.zeros(1, 3, 2), torch.zeros(1, 3, 2))
-    entries = [None, entry]
-    cache = KVCache.from_entries(entries)
-    assert list(cache) == entries and len(cache) == 2
-    assert cache.get_seq_length(0) == 0 and cache.get_seq_length(1) == 4
-    cache.update(torch.ones(1, 1, 2), torch.ones(1, 1, 2), 1)
-    assert entries[1] is entry and cache[1] is not entry  # the given list and its entry are as they were
 
 
 @pytest.mark.parametrize("call, message", [
