@@ -23,8 +23,11 @@ module                      chapter
 ``course_lib.transformer_decoder``  5. the causal decoder block and decoder
 ``course_lib.transformer``  5. the whole model: ``TransformerConfig``, the
                             paper's sizes, ``build_transformer``
-``course_lib.bert``         6. BERT: input builder, MLM masking, NSP pairs,
-                            the model, fine-tuning heads, Hugging Face bridge
+``course_lib.bert``         6. the BERT model and its fine-tuning heads
+``course_lib.bert_data``    6. BERT's inputs, MLM masking, NSP pairs, datasets
+``course_lib.bert_losses``  6. the pretraining losses (masked LM, next sentence)
+``course_lib.bert_checkpoint``  6. saving and loading a BERT with its vocabulary
+``course_lib.hf_bridge``    6. to and from Hugging Face ``transformers`` (BERT)
 ``course_lib.pretrain_bert``  6. BERT pretraining on one or several GPUs
                             (``torchrun -m course_lib.pretrain_bert``)
 ``course_lib.stats``        3, 5, 6. intervals for measured rates (Wilson)
