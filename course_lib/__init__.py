@@ -24,6 +24,8 @@ module                      chapter
 ``course_lib.transformer``  5. the whole model: ``TransformerConfig``, the
                             paper's sizes, ``build_transformer``
 ``course_lib.bert``         6. the BERT model and its fine-tuning heads
+``course_lib.bert_config``  6. ``BERTConfig``, BERT-Base and -Large, the
+                            parameter count in closed form
 ``course_lib.bert_data``    6. BERT's inputs, MLM masking, NSP pairs, datasets
 ``course_lib.bert_losses``  6. the pretraining losses (masked LM, next sentence)
 ``course_lib.bert_checkpoint``  6. saving and loading a BERT with its vocabulary
