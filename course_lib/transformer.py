@@ -11,8 +11,8 @@ The model is assembled from three modules, one idea each:
 * ``course_lib.transformer_decoder``: the causal decoder block and the decoder, whose
   state keeps a key/value cache (``course_lib.kv_cache``);
 * this module: :class:`TransformerConfig`, one frozen description of a model (sizes and
-  options), the paper's sizes (:data:`VASWANI_2017`), :func:`build_transformer` and
-  :func:`count_parameters`.
+  options), the paper's sizes (:data:`TRANSFORMER_BASE`, :data:`TRANSFORMER_BIG`, and
+  as dicts :data:`VASWANI_2017`), :func:`build_transformer` and :func:`count_parameters`.
 
 Every name of those modules is importable from here too, as before the split.
 """
@@ -102,13 +102,11 @@ class TransformerConfig:
 #: model's English-German value; 0.1 for English-French). For English-German the paper
 #: shares one vocabulary of about 37,000 byte-pair tokens between the languages, and one
 #: embedding matrix between the encoder, the decoder and the output layer.
-TRANSFORMER_CONFIGS: dict[str, TransformerConfig] = {
-    name: TransformerConfig(37000, 37000, D, F, H, 6, p, tie_weights=True, shared_embedding=True)
-    for name, D, F, H, p in (("base", 512, 2048, 8, 0.1), ("big", 1024, 4096, 16, 0.3))
-}
+TRANSFORMER_BASE = TransformerConfig(37000, 37000, 512, 2048, 8, 6, 0.1, tie_weights=True, shared_embedding=True)
+TRANSFORMER_BIG = TRANSFORMER_BASE.replace(num_hiddens=1024, ffn_num_hiddens=4096, num_heads=16, dropout=0.3)
 
 #: The same sizes as plain dicts, ``build_transformer(V, V, **VASWANI_2017["base"])``.
-VASWANI_2017: dict[str, dict[str, int | float]] = {name: c.sizes() for name, c in TRANSFORMER_CONFIGS.items()}
+VASWANI_2017: dict[str, dict[str, int | float]] = {"base": TRANSFORMER_BASE.sizes(), "big": TRANSFORMER_BIG.sizes()}
 
 
 def build_transformer(*args: object, **kwargs: object):
@@ -171,7 +169,8 @@ __all__ = [
     "BlockCache",
     "KVCache",
     "PositionWiseFFN",
-    "TRANSFORMER_CONFIGS",
+    "TRANSFORMER_BASE",
+    "TRANSFORMER_BIG",
     "TransformerConfig",
     "TransformerDecoder",
     "TransformerDecoderBlock",

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from course_lib.transformer import (
-    TRANSFORMER_CONFIGS,
+    TRANSFORMER_BASE,
+    TRANSFORMER_BIG,
     VASWANI_2017,
     TransformerConfig,
     TransformerDecoder,
@@ -59,7 +60,7 @@ def test_encoder_and_decoder_from_config_take_their_own_vocabulary():
 
 @pytest.mark.parametrize("name", ["base", "big"])
 def test_the_papers_configs_give_the_sizes_of_table_3_and_the_closed_form_count(name):
-    config = TRANSFORMER_CONFIGS[name]
+    config = {"base": TRANSFORMER_BASE, "big": TRANSFORMER_BIG}[name]
     assert VASWANI_2017[name] == {k: getattr(config, k) for k in
                                   ("num_hiddens", "ffn_num_hiddens", "num_heads", "num_blks", "dropout")}
     assert config.shared_embedding and config.tie_weights
