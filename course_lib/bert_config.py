@@ -66,7 +66,7 @@ class BERTConfig:
 
 
 def _original(vocab_size: int, D: int, H: int, layers: int) -> BERTConfig:
-    """Devlin et al. (2019): F = 4D, dropout 0.1, 512 positions, GELU, eps 1e-12, LayerNorm on the embeddings, tied MLM."""
+    """Devlin et al. (2019): F = 4D, dropout 0.1, 512 positions, GELU, eps 1e-12, embedding LayerNorm, tied MLM."""
     return BERTConfig(vocab_size, D, 4 * D, H, layers, 0.1, 512, activation="gelu", eps=1e-12, embedding_norm=True,
                       tie_weights=True)
 

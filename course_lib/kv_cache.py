@@ -71,7 +71,8 @@ class KVCache(Sequence):
         if isinstance(entries, KVCache):
             return entries.copy()
         if not isinstance(entries, (list, tuple)):
-            raise ValueError(f"a cache is a list with one entry (None or BlockCache) per layer, got {describe(entries)}")
+            raise ValueError(f"a cache is a list with one entry (None or BlockCache) per layer, got "
+                             f"{describe(entries)}")
         cache = cls(len(entries))
         for i, entry in enumerate(entries):
             if entry is not None and not isinstance(entry, BlockCache):

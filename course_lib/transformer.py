@@ -27,24 +27,14 @@ from torch import nn
 from course_lib._checks import check_probability, refuse_untied_state_dict
 from course_lib.attention import check_heads
 from course_lib.attention_scoring import _check_impl
-# Re-exported: every name below was importable from this module before it was split
-# (bert.py still imports the private helpers from here).
+# Re-exported: the public names of the encoder and decoder modules were importable from
+# here before the split (bert_data.py still imports three helpers from here).
 from course_lib.kv_cache import BlockCache, KVCache  # noqa: F401
 from course_lib.transformer_decoder import TransformerDecoder, TransformerDecoderBlock
-from course_lib.transformer_encoder import (  # noqa: F401
-    ACTIVATIONS,
-    AddNorm,
-    PositionWiseFFN,
-    TransformerEncoder,
-    TransformerEncoderBlock,
-    _check_activation,
-    _check_bool,
-    _check_int,
-    _check_tokens,
-    _linear,
-    _SwitchesImpl,
-    init_transformer_weights,
-)
+from course_lib.transformer_encoder import ACTIVATIONS, AddNorm, PositionWiseFFN  # noqa: F401
+from course_lib.transformer_encoder import TransformerEncoder, TransformerEncoderBlock  # noqa: F401
+from course_lib.transformer_encoder import init_transformer_weights  # noqa: F401
+from course_lib.transformer_encoder import _check_bool, _check_int, _check_tokens  # noqa: F401
 
 
 @dataclass(frozen=True)

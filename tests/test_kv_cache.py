@@ -45,7 +45,8 @@ class KeepLast(KVCache):
     def update(self, keys, values, layer):
         keys, values, past = super().update(keys, values, layer)
         entry = self[layer]
-        self._entries[layer] = entry._replace(keys=entry.keys[:, -self.window :], values=entry.values[:, -self.window :])
+        w = self.window
+        self._entries[layer] = entry._replace(keys=entry.keys[:, -w:], values=entry.values[:, -w:])
         return keys, values, past
 
 
