@@ -222,3 +222,38 @@ def test_bad_arguments_get_a_clear_value_error(call, message):
     q, k, v = projections(2, 3, 3, 4, 2, 2, seed=0, dtype=torch.float32)
     with pytest.raises(ValueError, match=message):
         call(q, k, v)
+
+
+@pytest.mark.parametrize("Hkv", [1, 2, 4])
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+def test_multihead_attention_with_fewer_key_value_heads_equals_one_with_their_weights_repeated(Hkv, impl):
+    from course_lib import MultiHeadAttention
+
+    torch.manual_seed(Hkv)
+    D, H = 16, 4
+    Dh = D // H
+    grouped = MultiHeadAttention(D, H, 0.0, bias=True, impl=impl, query_size=D, key_size=D, value_size=D,
+                                 num_kv_heads=Hkv)
+    assert grouped.W_k.out_features == grouped.W_v.out_features == Hkv * Dh
+    full = MultiHeadAttention(D, H, 0.0, bias=True, impl=impl, query_size=D, key_size=D, value_size=D)
+    with torch.no_grad():
+        for name in ("W_q", "W_o"):
+            getattr(full, name).load_state_dict(getattr(grouped, name).state_dict())
+        for name in ("W_k", "W_v"):  # head h of the full layer is key/value head h // (H / Hkv)
+            src, dst = getattr(grouped, name), getattr(full, name)
+            kv_head = torch.arange(H) // (H // Hkv)
+            index = (kv_head.view(H, 1) * Dh + torch.arange(Dh)).flatten()
+            dst.weight.copy_(src.weight[index])
+            dst.bias.copy_(src.bias[index])
+    X = torch.randn(2, 5, D)
+    lens = torch.tensor([5, 2])
+    torch.testing.assert_close(grouped(X, X, X, lens), full(X, X, X, lens))
+    if impl == "manual":
+        torch.testing.assert_close(grouped.attention_weights, full.attention_weights)
+
+
+def test_multihead_attention_refuses_a_key_value_head_count_that_does_not_divide_the_heads():
+    from course_lib import MultiHeadAttention
+
+    with pytest.raises(ValueError, match=r"num_kv_heads must be a positive int dividing num_heads=4.*\[1, 2, 4\]"):
+        MultiHeadAttention(16, 4, 0.0, num_kv_heads=3)
