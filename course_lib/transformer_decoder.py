@@ -250,7 +250,7 @@ class TransformerDecoder(_SwitchesImpl):
         _check_tokens(X, "TransformerDecoder", self.embedding.num_embeddings)
         enc_outputs, _, cache = _check_state(state, self.num_blks)
         _check_batch(X, enc_outputs, cache)
-        start, T, max_len = self.cache_length(state), X.shape[1], self.pos_encoding.max_len
+        start, T, max_len = cache.get_seq_length(0), X.shape[1], self.pos_encoding.max_len
         if start + T > max_len:
             raise ValueError(
                 f"{start} cached + {T} new target positions exceed the positional encoding's max_len={max_len}; "
