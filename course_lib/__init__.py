@@ -20,8 +20,13 @@ module                      chapter
 ``course_lib.training``     3, 5, 6. training loop, schedules, early stopping
 ``course_lib.decoding``     3, 5. greedy, batched and beam-search decoding, BLEU
 ``course_lib.positional_encoding``  4. sinusoidal and learned positional encodings
-``course_lib.transformer``  5. the Transformer encoder, decoder and model
+``course_lib.transformer_encoder``  5. FFN, AddNorm, the encoder block and encoder
+``course_lib.transformer_decoder``  5. the causal decoder block and decoder
+``course_lib.transformer``  5. the whole model: ``TransformerConfig``, the
+                            paper's sizes, ``build_transformer``
 ``course_lib.bert``         6. the BERT model and its fine-tuning heads
+``course_lib.bert_config``  6. ``BERTConfig``, BERT-Base and -Large, the
+                            parameter count in closed form
 ``course_lib.bert_data``    6. BERT's inputs, MLM masking, NSP pairs, datasets
 ``course_lib.bert_losses``  6. the pretraining losses (masked LM, next sentence)
 ``course_lib.bert_checkpoint``  6. saving and loading a BERT with its vocabulary
@@ -70,6 +75,7 @@ from course_lib.positional_encoding import (
 from course_lib.transformer import (
     VASWANI_2017,
     AddNorm,
+    TransformerConfig,
     PositionWiseFFN,
     TransformerDecoder,
     TransformerDecoderBlock,
@@ -106,6 +112,7 @@ __all__ = [
     "transpose_qkv",
     "VASWANI_2017",
     "AddNorm",
+    "TransformerConfig",
     "PositionWiseFFN",
     "TransformerDecoder",
     "TransformerDecoderBlock",

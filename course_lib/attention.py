@@ -73,6 +73,9 @@ class Cache(Protocol):
 
 def check_heads(num_hiddens: int, num_heads: int, what: str = "num_hiddens") -> None:
     """``num_heads`` must be a positive int dividing the positive int ``num_hiddens``."""
+    if type(num_hiddens) is int and type(num_heads) is int and 0 < num_heads <= num_hiddens \
+            and num_hiddens % num_heads == 0:  # the common case, checked cheaply (this runs at every call)
+        return
     if not is_int(num_hiddens) or not is_int(num_heads) or num_hiddens <= 0 or num_heads <= 0:
         raise ValueError(f"{what} and num_heads must be positive ints, got {num_hiddens!r} and {num_heads!r}")
     if num_hiddens % num_heads:
@@ -85,7 +88,7 @@ def check_heads(num_hiddens: int, num_heads: int, what: str = "num_hiddens") -> 
 
 def check_kv_heads(num_heads: int, num_kv_heads: int | None) -> int:
     """Number of key/value heads: ``num_heads`` if None, else a positive divisor of ``num_heads``."""
-    if num_kv_heads is None:
+    if num_kv_heads is None or num_kv_heads is num_heads:
         return num_heads
     if not is_int(num_kv_heads) or num_kv_heads <= 0 or num_heads % num_kv_heads:
         divisors = [h for h in range(1, num_heads + 1) if num_heads % h == 0]
@@ -104,6 +107,10 @@ def split_heads(X: Tensor, num_heads: int) -> Tensor:
     if not isinstance(X, Tensor) or X.dim() != 3:
         raise ValueError(f"split_heads expects a tensor (B, T, D), got {describe(X)}")
     check_heads(X.shape[-1], num_heads)
+    return _split(X, num_heads)
+
+
+def _split(X: Tensor, num_heads: int) -> Tensor:  # split_heads without its checks, for inputs already checked
     B, T, D = X.shape
     return X.reshape(B, T, num_heads, D // num_heads).transpose(1, 2)  # (B, T, H, Dh) -> (B, H, T, Dh)
 
@@ -195,7 +202,8 @@ def attention(
     key gets zero weights and a zero output on both paths.
     """
     _check_impl(impl)
-    check_probability("dropout_p", dropout_p)
+    if dropout_p != 0.0:
+        check_probability("dropout_p", dropout_p)
     for name, t in (("queries", queries), ("keys", keys), ("values", values)):
         if not isinstance(t, Tensor) or t.dim() != 3 or not t.dtype.is_floating_point:
             raise ValueError(f"{name} must be a floating-point tensor (B, T, heads * size), got {describe(t)}")
@@ -212,29 +220,33 @@ def attention(
         raise ValueError(f"queries (B, Tq, .), keys and values (B, Tk, .) must share B, and keys and values Tk; got "
                          f"{tuple(queries.shape)}, {tuple(keys.shape)} and {tuple(values.shape)}")
     B, Tq = queries.shape[0], queries.shape[1]
-    qh, kh = split_heads(queries, H), split_heads(keys, Hkv)  # (B, H, Tq, Dh), (B, Hkv, Tk_new, Dh)
+    qh = _split(queries, H)  # (B, H, Tq, Dh): sizes checked above
     if cache is not None:
-        check_int("layer", layer, minimum=0)
+        if type(layer) is not int or layer < 0:
+            check_int("layer", layer, minimum=0)
         if offset is not None or keys.shape[1] != Tq:
             raise ValueError("with a cache, give the new keys and values of the queries' own positions (Tk = Tq) "
                              f"and no offset (the cache gives it); got Tq={Tq}, Tk={keys.shape[1]}, offset={offset!r}")
         start = cache.get_seq_length(layer)
         if rotate is not None:  # rotate the new keys once, before they are kept
             pos = _positions(start, Tq, queries.device)
-            qh, kh = rotate(qh, pos), rotate(kh, pos)
+            qh, kh = rotate(qh, pos), rotate(_split(keys, Hkv), pos)
             keys = merge_heads(kh)  # (B, Tq, Hkv * Dh): the cache keeps the layout of the projections
         keys, values, offset = cache.update(keys, values, layer)  # (B, T_past + Tq, .), T_past
-        kh = split_heads(keys, Hkv)  # (B, Hkv, Tk, Dh)
+    kh = _split(keys, Hkv)  # (B, Hkv, Tk, Dh), cached keys included
     Tk = keys.shape[1]
     if Tk == 0:
         raise ValueError(f"attention needs at least one key (Tk >= 1), got keys of shape {tuple(keys.shape)}")
-    offset = max(Tk - Tq, 0) if offset is None else check_int("offset", offset, minimum=0)
+    if offset is None:
+        offset = max(Tk - Tq, 0)
+    elif type(offset) is not int or offset < 0:
+        check_int("offset", offset, minimum=0)
     if causal and offset + Tq > Tk:
         raise ValueError(f"causal attention with offset {offset} needs at least offset + Tq = {offset + Tq} keys "
                          f"(the queries' own positions), got Tk={Tk}")
     if rotate is not None and cache is None:
         qh, kh = rotate(qh, _positions(offset, Tq, queries.device)), rotate(kh, _positions(0, Tk, queries.device))
-    vh = split_heads(values, Hkv)  # (B, Hkv, Tk, Dv)
+    vh = _split(values, Hkv)  # (B, Hkv, Tk, Dv)
     hides_keys = causal and offset < Tk - 1  # the causal part hides something (not one query after its cache)
     if impl == "sdpa" and valid_lens is None and attn_mask is None and (not hides_keys or (offset == 0 and Tq == Tk)):
         # No mask, or the kernel's own causal masking (which aligns the first query with the first key).

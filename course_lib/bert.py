@@ -14,7 +14,7 @@ state dict loads into ours with ``strict=True`` (and the reverse) and gives the 
 outputs:
 
 * :class:`BERTEncoder`: embeddings + ``num_blks`` encoder blocks of chapter 5
-  (``course_lib.transformer.TransformerEncoderBlock``, with biases in the attention
+  (``course_lib.transformer_encoder.TransformerEncoderBlock``, with biases in the attention
   projections), named ``blks.0``, ``blks.1``, ...: (B, T) -> (B, T, D);
 * :class:`MaskLM`: an MLP on the encodings at the prediction positions -> (B, P, V);
 * :class:`NextSentencePred`: a linear layer -> (B, 2) (class 1: the true next sentence);
@@ -25,8 +25,9 @@ Options for the original BERT (defaults keep d2l's model): ``activation="gelu"``
 and MLM head), ``eps=1e-12`` (every LayerNorm), ``embedding_norm=True`` (LayerNorm, then
 dropout, on the summed embeddings), ``tie_weights=True`` (the MLM output layer's weight
 *is* the token embedding matrix; it keeps its own bias), ``num_segments``.
-:data:`BERT_CONFIGS` has the Base and Large sizes; :func:`bert_parameter_count` the
-number of parameters in closed form.
+``course_lib.bert_config`` has :class:`BERTConfig` (``BERTModel.from_config``), the Base
+and Large sizes (``BERT_BASE``, ``BERT_LARGE``, and as dicts ``BERT_CONFIGS``) and
+``bert_parameter_count``, the number of parameters in closed form.
 
 **Two attention paths**, as in chapter 5: ``model.impl = "manual"`` (teaching path,
 ``model.attention_weights`` holds every block's (B, H, T, T) weights after a call) or
@@ -63,7 +64,8 @@ from course_lib.bert_data import (  # noqa: F401  (re-exported: the pretraining 
     wikitext2_documents, wikitext2_vocab,
 )
 from course_lib.bert_losses import masked_lm_loss, pretraining_loss  # noqa: F401  (re-exported)
-from course_lib.transformer import (
+from course_lib.bert_config import BERT_BASE, BERT_CONFIGS, BERT_LARGE, BERTConfig, bert_parameter_count  # noqa: F401
+from course_lib.transformer_encoder import (
     ACTIVATIONS,
     TransformerEncoderBlock,
     _check_activation,
@@ -73,16 +75,6 @@ from course_lib.transformer import (
     _linear,
     _SwitchesImpl,
 )
-
-#: Sizes of the two models of Devlin et al. (2019), with the options of the original
-#: BERT (GELU, LayerNorm eps 1e-12 and after the embeddings, tied MLM output layer).
-#: ``BERTModel(**BERT_CONFIGS["base"])``: about 110 million parameters; "large": 336 million.
-BERT_CONFIGS: dict[str, dict[str, object]] = {
-    name: dict(vocab_size=30522, num_hiddens=D, ffn_num_hiddens=4 * D, num_heads=H, num_blks=layers, dropout=0.1,
-               max_len=512, num_segments=2, activation="gelu", eps=1e-12, embedding_norm=True, tie_weights=True)
-    for name, D, H, layers in (("base", 768, 12, 12), ("large", 1024, 16, 24))
-}
-
 
 def _check_segments(segments: Tensor | None, tokens: Tensor, num_segments: int) -> Tensor:
     if segments is None:
@@ -146,6 +138,14 @@ class BERTEncoder(_SwitchesImpl):
         if embedding_norm:
             self.embedding_norm = nn.LayerNorm(num_hiddens, eps=eps)
             self.embedding_dropout = nn.Dropout(dropout)
+
+    @classmethod
+    def from_config(cls, config: BERTConfig) -> "BERTEncoder":
+        """The encoder of a :class:`~course_lib.bert_config.BERTConfig`."""
+        c = config
+        return cls(c.vocab_size, c.num_hiddens, c.ffn_num_hiddens, c.num_heads, c.num_blks, c.dropout, c.max_len,
+                   num_segments=c.num_segments, activation=c.activation, eps=c.eps, embedding_norm=c.embedding_norm,
+                   impl=c.impl)
 
     def embed(self, tokens: Tensor, segments: Tensor | None = None) -> Tensor:
         """The input representation: token + segment + position embeddings, (B, T) -> (B, T, D)."""
@@ -271,20 +271,25 @@ class BERTModel(_SwitchesImpl):
         impl: str = "manual",
     ) -> None:
         super().__init__()
-        _check_bool("tie_weights", tie_weights)
-        self.config = dict(vocab_size=vocab_size, num_hiddens=num_hiddens, ffn_num_hiddens=ffn_num_hiddens,
-                           num_heads=num_heads, num_blks=num_blks, dropout=dropout, max_len=max_len,
-                           num_segments=num_segments, activation=activation, eps=eps,
-                           embedding_norm=embedding_norm, tie_weights=tie_weights)
-        self.encoder = BERTEncoder(vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks, dropout, max_len,
-                                   num_segments=num_segments, activation=activation, eps=eps,
-                                   embedding_norm=embedding_norm, impl=impl)
+        config = BERTConfig(vocab_size, num_hiddens, ffn_num_hiddens, num_heads, num_blks, dropout, max_len,
+                            num_segments=num_segments, activation=activation, eps=eps, embedding_norm=embedding_norm,
+                            tie_weights=tie_weights, impl=impl)  # every argument checked here, once
+        self.config = config.kwargs()  # a dict: BERTModel(**model.config) builds the same model
+        self.encoder = BERTEncoder.from_config(config)
         self.hidden = nn.Sequential(nn.Linear(num_hiddens, num_hiddens), nn.Tanh())
         self.mlm = MaskLM(vocab_size, num_hiddens, num_hiddens, activation=activation, eps=eps)
         self.nsp = NextSentencePred(num_hiddens)
         if tie_weights:  # one (V, D) matrix embeds token v (row v) and scores it
             self.mlm.mlp[3].weight = self.encoder.token_embedding.weight
         self.register_load_state_dict_pre_hook(refuse_untied_state_dict)  # a tied model refuses untied weights
+
+    @classmethod
+    def from_config(cls, config: BERTConfig) -> "BERTModel":
+        """The model of a :class:`~course_lib.bert_config.BERTConfig` (``BERT_BASE``, ``BERT_LARGE``, ...)."""
+        if not isinstance(config, BERTConfig):
+            raise ValueError(f"BERTModel.from_config expects a BERTConfig, got {type(config).__name__} "
+                             "(for a dict of arguments: BERTModel(**config))")
+        return cls(**config.kwargs(), impl=config.impl)
 
     @property
     def tie_weights(self) -> bool:
@@ -309,48 +314,7 @@ class BERTModel(_SwitchesImpl):
         return self.encoder.attention_weights
 
 
-def bert_parameter_count(
-    vocab_size: int,
-    num_hiddens: int,
-    ffn_num_hiddens: int,
-    num_heads: int | None = None,
-    num_blks: int = 12,
-    dropout: float | None = None,
-    max_len: int = 1000,
-    *,
-    num_segments: int = 2,
-    embedding_norm: bool = False,
-    tie_weights: bool = False,
-    heads: bool = True,
-    **ignored: object,
-) -> int:
-    """Number of parameters of ``BERTModel`` with these arguments, in closed form.
-
-    With V, D, F, L, S = vocab_size, num_hiddens, ffn_num_hiddens, max_len, num_segments:
-
-    * embeddings: (V + S + L) D, plus 2D for ``embedding_norm``;
-    * each block: attention 4 (D^2 + D), FFN 2 D F + F + D, two LayerNorms 4D;
-    * ``heads`` (pretraining heads): ``hidden`` D^2 + D, ``mlm`` D^2 + D + 2D + V
-      (+ V D unless ``tie_weights``), ``nsp`` 2D + 2.
-
-    The number of heads does not change the count (nor do ``dropout``, ``activation``,
-    ``eps`` or ``impl``, accepted so that ``bert_parameter_count(**BERT_CONFIGS["base"])``
-    works). Without ``heads`` the count is the encoder's alone.
-    """
-    for name, value in (("vocab_size", vocab_size), ("num_hiddens", num_hiddens), ("ffn_num_hiddens", ffn_num_hiddens),
-                        ("num_blks", num_blks), ("max_len", max_len), ("num_segments", num_segments)):
-        _check_int(name, value)
-    V, D, Fh, L, S = vocab_size, num_hiddens, ffn_num_hiddens, max_len, num_segments
-    embeddings = (V + S + L) * D + (2 * D if embedding_norm else 0)
-    block = 4 * (D * D + D) + (2 * D * Fh + Fh + D) + 4 * D
-    total = embeddings + num_blks * block
-    if heads:
-        total += (D * D + D) + (D * D + D + 2 * D + V + (0 if tie_weights else V * D)) + (2 * D + 2)
-    return total
-
-
 # ----------------------------------------------------------------------------------- fine-tuning
-
 
 
 def _check_bert(bert: object, who: str, parts: tuple[str, ...]) -> None:
@@ -449,7 +413,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "BERT_CONFIGS", "CHECKPOINT_FORMAT", "BERTClassifier", "BERTEncoder", "BERTModel", "BERTPretrainingDataset",
+    "BERT_BASE", "BERT_CONFIGS", "BERT_LARGE", "BERTConfig", "CHECKPOINT_FORMAT", "BERTClassifier", "BERTEncoder", "BERTModel", "BERTPretrainingDataset",
     "BERTTagger", "IGNORE_INDEX", "MLMData", "MaskLM", "NSPPair", "NextSentencePred", "bert_parameter_count",
     "encode_inputs", "encode_tagging", "from_huggingface", "gather_positions", "get_tokens_and_segments",
     "load_pretrained", "load_pretraining_data", "mask_tokens", "masked_lm_loss", "nsp_pairs", "pretraining_loss",

@@ -71,7 +71,8 @@ class KVCache(Sequence):
         if isinstance(entries, KVCache):
             return entries.copy()
         if not isinstance(entries, (list, tuple)):
-            raise ValueError(f"a cache is a list with one entry (None or BlockCache) per layer, got {describe(entries)}")
+            raise ValueError(f"a cache is a list with one entry (None or BlockCache) per layer, got "
+                             f"{describe(entries)}")
         cache = cls(len(entries))
         for i, entry in enumerate(entries):
             if entry is not None and not isinstance(entry, BlockCache):
@@ -93,10 +94,15 @@ class KVCache(Sequence):
     def __getitem__(self, layer):  # type: ignore[override]
         return self._entries[layer]
 
+    def __iter__(self):
+        return iter(self._entries)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(layers={len(self)}, positions={self._lengths})"
 
     def _check_layer(self, layer: int) -> int:
+        if type(layer) is int and 0 <= layer < len(self._entries):  # the common case, checked cheaply
+            return layer
         return check_int("layer", layer, minimum=0, maximum=len(self) - 1)
 
     def get_seq_length(self, layer: int = 0) -> int:

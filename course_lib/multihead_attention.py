@@ -14,7 +14,9 @@ values are the same sequence. Code indexes heads from 0; the book numbers them 1
 so the code's head j is the book's head j + 1.
 
 Everything after the projections (the head split, the masks, the two paths below, the
-merge) is :func:`course_lib.attention.attention`, which the Transformer and BERT use too.
+merge) is :func:`course_lib.attention.attention`, which the Transformer and BERT use too
+(:meth:`MultiHeadAttention.attend` calls it with the layer's heads, path and dropout).
+
 Two implementations with the same parameters and the same results, chosen by ``impl``:
 
 * ``"manual"``, the teaching path: the heads are reshaped into the batch axis,

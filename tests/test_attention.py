@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from course_lib.attention import attention, attention_mask, merge_heads, split_heads
-from course_lib.kv_cache import BlockCache, KVCache
+from course_lib.kv_cache import KVCache
 
 # B, Tq, Tk, H, Hkv, Dh: one head, grouped-query, multi-query (Hkv = 1), ordinary multi-head
 SIZES = [(1, 1, 1, 1, 1, 1), (2, 3, 5, 4, 2, 2), (3, 6, 6, 4, 1, 4), (2, 7, 9, 6, 3, 3), (2, 4, 4, 8, 8, 2)]
@@ -206,32 +206,6 @@ def test_cached_attention_in_chunks_equals_one_causal_pass(impl, chunks, rotate)
     torch.testing.assert_close(cache[1].values, v)
 
 
-def test_cache_update_returns_everything_so_far_and_the_number_before():
-    cache = KVCache(1)
-    k1, v1, k2, v2 = torch.randn(2, 3, 4), torch.randn(2, 3, 5), torch.randn(2, 2, 4), torch.randn(2, 2, 5)
-    keys, values, past = cache.update(k1, v1, 0)
-    assert past == 0 and keys is k1 and values is v1
-    snapshot = cache.copy()
-    keys, values, past = cache.update(k2, v2, 0)
-    assert past == 3 and cache.get_seq_length(0) == 5
-    torch.testing.assert_close(keys, torch.cat([k1, k2], 1))
-    torch.testing.assert_close(values, torch.cat([v1, v2], 1))
-    assert snapshot[0].keys is k1 and snapshot.get_seq_length(0) == 3  # untouched
-    cache.set_source(0, k1, v1)
-    assert cache.source(0) == (k1, v1) and snapshot.source(0) is None
-    assert cache[0].keys is keys  # the self-attention entry is kept
-
-
-def test_cache_from_entries_copies_the_list_and_counts_positions():
-    entry = BlockCache(torch.zeros(1, 4, 2), torch.zeros(1, 4, 2), torch.zeros(1, 3, 2), torch.zeros(1, 3, 2))
-    entries = [None, entry]
-    cache = KVCache.from_entries(entries)
-    assert list(cache) == entries and len(cache) == 2
-    assert cache.get_seq_length(0) == 0 and cache.get_seq_length(1) == 4
-    cache.update(torch.ones(1, 1, 2), torch.ones(1, 1, 2), 1)
-    assert entries[1] is entry and cache[1] is not entry  # the given list and its entry are as they were
-
-
 @pytest.mark.parametrize("call, message", [
     (lambda q, k, v: attention(q, k, v, 4, num_kv_heads=3), "num_kv_heads must be a positive int dividing"),
     (lambda q, k, v: attention(q, k, v, 4, num_kv_heads=0), "num_kv_heads must be a positive int dividing"),
@@ -248,3 +222,38 @@ def test_bad_arguments_get_a_clear_value_error(call, message):
     q, k, v = projections(2, 3, 3, 4, 2, 2, seed=0, dtype=torch.float32)
     with pytest.raises(ValueError, match=message):
         call(q, k, v)
+
+
+@pytest.mark.parametrize("Hkv", [1, 2, 4])
+@pytest.mark.parametrize("impl", ["manual", "sdpa"])
+def test_multihead_attention_with_fewer_key_value_heads_equals_one_with_their_weights_repeated(Hkv, impl):
+    from course_lib import MultiHeadAttention
+
+    torch.manual_seed(Hkv)
+    D, H = 16, 4
+    Dh = D // H
+    grouped = MultiHeadAttention(D, H, 0.0, bias=True, impl=impl, query_size=D, key_size=D, value_size=D,
+                                 num_kv_heads=Hkv)
+    assert grouped.W_k.out_features == grouped.W_v.out_features == Hkv * Dh
+    full = MultiHeadAttention(D, H, 0.0, bias=True, impl=impl, query_size=D, key_size=D, value_size=D)
+    with torch.no_grad():
+        for name in ("W_q", "W_o"):
+            getattr(full, name).load_state_dict(getattr(grouped, name).state_dict())
+        for name in ("W_k", "W_v"):  # head h of the full layer is key/value head h // (H / Hkv)
+            src, dst = getattr(grouped, name), getattr(full, name)
+            kv_head = torch.arange(H) // (H // Hkv)
+            index = (kv_head.view(H, 1) * Dh + torch.arange(Dh)).flatten()
+            dst.weight.copy_(src.weight[index])
+            dst.bias.copy_(src.bias[index])
+    X = torch.randn(2, 5, D)
+    lens = torch.tensor([5, 2])
+    torch.testing.assert_close(grouped(X, X, X, lens), full(X, X, X, lens))
+    if impl == "manual":
+        torch.testing.assert_close(grouped.attention_weights, full.attention_weights)
+
+
+def test_multihead_attention_refuses_a_key_value_head_count_that_does_not_divide_the_heads():
+    from course_lib import MultiHeadAttention
+
+    with pytest.raises(ValueError, match=r"num_kv_heads must be a positive int dividing num_heads=4.*\[1, 2, 4\]"):
+        MultiHeadAttention(16, 4, 0.0, num_kv_heads=3)
