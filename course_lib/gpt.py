@@ -61,7 +61,8 @@ from torch import Tensor, nn
 from course_lib._checks import check_bool, check_index_range, check_int, check_number, check_probability, describe, is_int
 from course_lib.attention_scoring import IMPLEMENTATIONS
 from course_lib.gpt_attention import CausalSelfAttention
-from course_lib.gpt_cache import KVCache, SlidingWindowCache
+from course_lib.gpt_cache import SlidingWindowCache, cache_memory_bytes
+from course_lib.kv_cache import KVCache
 from course_lib.positional_encoding import sinusoidal_encoding
 
 POSITIONS = ("learned", "sinusoidal", "rotary")
@@ -211,8 +212,8 @@ class GPTBlock(nn.Module):
         self.ffn = GPTFFN(config)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, X: Tensor, positions: Tensor, cache: KVCache | None = None) -> Tensor:
-        X = X + self.dropout(self.attention(self.norm1(X), positions, cache, self.layer))  # (B, T, D)
+    def forward(self, X: Tensor, cache: KVCache | None = None) -> Tensor:
+        X = X + self.dropout(self.attention(self.norm1(X), cache, self.layer))  # (B, T, D)
         return X + self.dropout(self.ffn(self.norm2(X)))  # (B, T, D)
 
 
@@ -286,8 +287,8 @@ class GPT(nn.Module):
     def make_cache(self) -> KVCache:
         """An empty key/value cache for this model: rolling (:class:`SlidingWindowCache`) if ``window`` is set."""
         if self.config.window is not None:
-            return SlidingWindowCache(self.config.window)
-        return KVCache()
+            return SlidingWindowCache(self.config.num_blks, self.config.window)
+        return KVCache(self.config.num_blks)
 
     def forward(self, tokens: Tensor, cache: KVCache | None = None) -> Tensor:
         cfg = self.config
@@ -299,7 +300,9 @@ class GPT(nn.Module):
             raise ValueError(f"cache must be None or a cache from make_cache(), got {type(cache).__name__}")
         if cache is not None and cfg.window is not None and not isinstance(cache, SlidingWindowCache):
             raise ValueError(f"a model with window={cfg.window} needs its rolling cache: use net.make_cache()")
-        start, T = (0 if cache is None else cache.num_positions), tokens.shape[1]
+        if cache is not None and len(cache) != cfg.num_blks:
+            raise ValueError(f"the cache has {len(cache)} layers, the model {cfg.num_blks} blocks: use net.make_cache()")
+        start, T = (0 if cache is None else cache.get_seq_length(0)), tokens.shape[1]
         if start + T > cfg.max_len:
             raise ValueError(f"{start} cached + {T} new positions exceed the model's max_len={cfg.max_len} "
                              "(the longest context it can read)")
@@ -311,9 +314,7 @@ class GPT(nn.Module):
             X = X + self.P[start : start + T].to(X.dtype)  # (B, T, D) + (T, D)
         X = self.dropout(X)
         for blk in self.blks:
-            X = blk(X, positions, cache)
-        if cache is not None:
-            cache.advance(T)
+            X = blk(X, cache)
         return self.dense(self.norm(X))  # (B, T, V)
 
 
@@ -379,6 +380,7 @@ __all__ = [
     "POSITIONS",
     "RMSNorm",
     "SlidingWindowCache",
+    "cache_memory_bytes",
     "gpt_parameter_count",
     "make_norm",
 ]

@@ -1,42 +1,50 @@
-"""Chapter 7: causal self-attention of the decoder-only model, with grouped key/value heads and rotary positions.
+"""Chapter 7: the causal self-attention layer of the decoder-only model.
 
-Shape legend: B batch, T positions read in this call, Tk keys (cached and new), D model
-size, H query heads, Hkv key/value heads, G = H / Hkv query heads per key/value head,
-Dh head size.
+Shape legend: B batch, T positions read in this call, T_past earlier positions the
+cache returns, Tk = T_past + T keys, D model size, H query heads, Hkv key/value heads,
+Dh head size, W ``window``.
 
-The order of the steps matters with a cache and rotary positions::
-
-    project  q = X W_q (B, T, H Dh),  k = X W_k, v = X W_v (B, T, Hkv Dh)
-    split    (B, H, T, Dh) and (B, Hkv, T, Dh)
-    rotate   q and k by their absolute positions (rotary positions only)
-    cache    k, v = cache.update(k, v, layer): the cached keys are already rotated
-    attend   causal (and windowed) attention, each key/value head shared by G query heads
-    merge    (B, T, H Dh) -> W_o -> (B, T, D)
+The layer holds the four projections and calls the library's one attention function,
+:func:`course_lib.attention.attention`, which splits the heads, rotates queries and
+keys (rotary positions, through its ``rotate`` hook, before the cache), updates the
+cache, masks, attends on the teaching or the fused path, shares each key/value head
+between H / Hkv query heads, and merges the heads. What is added here is the sliding
+window: a query at position p may see keys at positions p - W + 1 .. p only, a boolean
+mask given to the attention function together with ``causal=True``.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
-from course_lib.attention_scoring import _check_impl, fused_dot_product_attention
-from course_lib.masking import masked_softmax
+from course_lib.attention import attention
+from course_lib.attention_scoring import _check_impl
+from course_lib.kv_cache import KVCache
 from course_lib.positional_encoding import apply_rotary
 
 
-def _split(X: Tensor, heads: int) -> Tensor:
-    B, T, _ = X.shape
-    return X.reshape(B, T, heads, -1).transpose(1, 2)  # (B, T, heads, Dh) -> (B, heads, T, Dh)
+def window_mask(num_queries: int, num_keys: int, window: int, offset: int, device=None) -> Tensor:
+    """Boolean (Tq, Tk), True = may attend: key j is one of the last ``window`` positions up to query i.
+
+    The queries are at positions ``offset .. offset + Tq - 1`` of the keys (``offset``
+    keys come before the first query), so query i and key j are ``i + offset - j``
+    positions apart; the window keeps distances below ``window`` (the causal part, j
+    after i, is the attention function's ``causal=True``).
+    """
+    i = torch.arange(num_queries, device=device).unsqueeze(1)  # (Tq, 1)
+    j = torch.arange(num_keys, device=device).unsqueeze(0)  # (1, Tk)
+    return i + offset - j < window  # (Tq, Tk)
 
 
 class CausalSelfAttention(nn.Module):
     """Causal self-attention with H query heads and Hkv key/value heads: (B, T, D) -> (B, T, D).
 
-    ``W_q`` (D -> H Dh), ``W_k`` and ``W_v`` (D -> Hkv Dh), ``W_o`` (H Dh -> D).
-    ``impl`` is ``"manual"`` (weights kept in ``attention_weights``, (B, H, T, Tk)) or
-    ``"sdpa"``.
+    ``CausalSelfAttention(config)`` with a ``GPTConfig``: ``W_q`` (D -> H Dh), ``W_k``
+    and ``W_v`` (D -> Hkv Dh), ``W_o`` (H Dh -> D). ``impl`` is ``"manual"`` (weights
+    kept in ``attention_weights``, (B, H, T, Tk)) or ``"sdpa"``; same parameters.
+    Forward ``(X (B, T, D), cache=None, layer=0)``: with a cache, X holds the positions
+    after those the cache has seen, and the cache is updated.
     """
 
     def __init__(self, config) -> None:
@@ -67,30 +75,21 @@ class CausalSelfAttention(nn.Module):
             raise RuntimeError("no attention weights yet: call the model first")
         return self._weights
 
-    def forward(self, X: Tensor, positions: Tensor, cache=None, layer: int = 0) -> Tensor:
-        B, T, _ = X.shape
-        q = _split(self.W_q(X), self.num_heads)  # (B, H, T, Dh)
-        k = _split(self.W_k(X), self.num_kv_heads)  # (B, Hkv, T, Dh)
-        v = _split(self.W_v(X), self.num_kv_heads)  # (B, Hkv, T, Dh)
-        if self.positions == "rotary":  # rotate before caching: a cached key keeps its own position's angle
-            q, k = apply_rotary(q, positions, self.rotary_base), apply_rotary(k, positions, self.rotary_base)
-        if cache is not None:
-            k, v = cache.update(k, v, layer)  # (B, Hkv, Tk, Dh): the cached positions, then the new ones
-        Tk, last = k.shape[2], positions[-1]
-        key_positions = torch.arange(last - Tk + 1, last + 1, device=X.device)  # (Tk,): keys are contiguous
-        offset = positions.unsqueeze(1) - key_positions.unsqueeze(0)  # (T, Tk): how far back each key is
-        mask = offset >= 0  # (T, Tk): causal, True = may attend
-        if self.window is not None:
-            mask = mask & (offset < self.window)  # the key is one of the last `window` positions
-        G = self.num_heads // self.num_kv_heads
-        k, v = k.repeat_interleave(G, dim=1), v.repeat_interleave(G, dim=1)  # (B, H, Tk, Dh): head h uses kv head h // G
-        p = self.dropout_p if self.training else 0.0
-        if self.impl == "sdpa":
-            out = fused_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, H, T, Dh)
-        else:
-            scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_size)  # (B, H, T, Tk)
-            weights = masked_softmax(scores.reshape(B * self.num_heads, T, Tk), attn_mask=mask)  # (B * H, T, Tk)
-            weights = weights.reshape(B, self.num_heads, T, Tk)
-            self._weights = weights.detach()
-            out = nn.functional.dropout(weights, p) @ v  # (B, H, T, Dh)
-        return self.W_o(out.transpose(1, 2).reshape(B, T, -1))  # (B, T, H, Dh) -> (B, T, H Dh) -> (B, T, D)
+    def _rotate(self, X: Tensor, positions: Tensor) -> Tensor:  # (B, heads, T, Dh): the attention function's hook
+        return apply_rotary(X, positions, self.rotary_base)
+
+    def forward(self, X: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
+        T = X.shape[1]
+        mask = None
+        if self.window is not None:  # the keys are the T_past ones the cache returns, then the T new ones
+            entry = None if cache is None else cache[layer]
+            past = 0 if entry is None or entry.keys is None else entry.keys.shape[1]
+            mask = window_mask(T, past + T, self.window, past, X.device)  # (T, Tk)
+        out, weights = attention(
+            self.W_q(X), self.W_k(X), self.W_v(X), self.num_heads,  # (B, T, H Dh), (B, T, Hkv Dh) twice
+            num_kv_heads=self.num_kv_heads, attn_mask=mask, causal=True, impl=self.impl,
+            dropout_p=self.dropout_p if self.training else 0.0,
+            rotate=self._rotate if self.positions == "rotary" else None, cache=cache, layer=layer,
+        )  # (B, T, H Dh), weights (B, H, T, Tk) or None
+        self._weights = None if weights is None else weights.detach()
+        return self.W_o(out)  # (B, T, D)

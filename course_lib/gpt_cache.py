@@ -1,88 +1,67 @@
-"""Chapter 7: key/value caches for the decoder-only model, the full one and the rolling one.
+"""Chapter 7: the rolling key/value cache of sliding-window attention, and what a cache costs.
 
-Shape legend: B batch, Hkv key/value heads, T new positions, T_past cached positions,
-Dh head size, W ``window``.
+Shape legend: B batch, T new positions, Dk = Hkv * Dh and Dv the sizes of the projected
+keys and values (all key/value heads, before the split), W ``window``.
 
-A cache keeps, for every block (``layer``), the keys and values (B, Hkv, T_past, Dh) of
-the positions already read, *after* the rotation of rotary positions: a key is rotated
-once, by its own absolute position, and never again. ``update(keys, values, layer)``
-appends the new positions' keys and values and returns those to attend to;
-``num_positions`` counts the positions read so far, the position of the next token.
-The model calls ``advance(T)`` once per call, after its last block.
-
-:class:`SlidingWindowCache` is the rolling cache of sliding-window attention (Longformer,
-Mistral): a query sees itself and the W - 1 positions before it, so the cache never
-needs to keep more than the last W - 1 positions. Its memory stays fixed however long
-the text grows, while ``num_positions`` keeps counting the absolute positions (rotary
-angles and the window mask need them).
+Sliding-window attention (Longformer, Beltagy et al. 2020; Mistral, Jiang et al. 2023)
+lets a query see itself and the W - 1 positions before it. A model that reads one token
+at a time then never needs more than the last W - 1 keys and values of each layer:
+:class:`SlidingWindowCache` is :class:`course_lib.kv_cache.KVCache` that forgets the
+rest, so its memory stays fixed however long the text grows, while
+``get_seq_length`` keeps counting the absolute positions (rotary angles and learned
+positions need them). :func:`cache_memory_bytes` measures what a cache holds.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from course_lib._checks import check_int, describe
-
-
-class KVCache:
-    """Keys and values of every block for the positions read so far; grows by T per call."""
-
-    def __init__(self) -> None:
-        self.keys: list[Tensor | None] = []
-        self.values: list[Tensor | None] = []
-        self.num_positions = 0  #: positions read so far (the absolute position of the next token)
-
-    def _check(self, keys: Tensor, values: Tensor, layer: int) -> None:
-        check_int("layer", layer, minimum=0)
-        for name, t in (("keys", keys), ("values", values)):
-            if not isinstance(t, Tensor) or t.dim() != 4:
-                raise ValueError(f"cache.update expects {name} of shape (B, Hkv, T, Dh), got {describe(t)}")
-        while len(self.keys) <= layer:
-            self.keys.append(None)
-            self.values.append(None)
-        past = self.keys[layer]
-        if past is not None and (past.shape[:2] != keys.shape[:2] or past.shape[-1] != keys.shape[-1]):
-            raise ValueError(f"layer {layer} caches keys of shape (B, Hkv, ., Dh) = "
-                             f"{(past.shape[0], past.shape[1], '.', past.shape[3])}, got new keys {tuple(keys.shape)}")
-
-    def stored(self, layer: int) -> int:
-        """How many positions layer ``layer`` keeps (0 before its first update)."""
-        return 0 if layer >= len(self.keys) or self.keys[layer] is None else self.keys[layer].shape[2]
-
-    def update(self, keys: Tensor, values: Tensor, layer: int) -> tuple[Tensor, Tensor]:
-        """Append the new (B, Hkv, T, Dh) keys and values of block ``layer``; return all (B, Hkv, T_past + T, Dh)."""
-        self._check(keys, values, layer)
-        if self.keys[layer] is not None:
-            keys = torch.cat([self.keys[layer], keys], dim=2)  # (B, Hkv, T_past + T, Dh)
-            values = torch.cat([self.values[layer], values], dim=2)
-        self.keys[layer], self.values[layer] = keys, values
-        return keys, values
-
-    def advance(self, num_new: int) -> None:
-        """Count ``num_new`` more positions read (the model calls this once per call)."""
-        self.num_positions += check_int("num_new", num_new, minimum=0)
-
-    def memory_bytes(self) -> int:
-        """Bytes held by the cached keys and values, all blocks together."""
-        return sum(t.numel() * t.element_size() for t in self.keys + self.values if t is not None)
+from course_lib.kv_cache import KVCache
 
 
 class SlidingWindowCache(KVCache):
-    """A rolling cache for sliding-window attention: keeps the last ``window - 1`` positions of each block.
+    """A rolling cache: each layer keeps only its last ``window - 1`` positions.
 
-    ``update`` returns the kept positions and the new ones (all that a new query may
-    see), then keeps only the last ``window - 1``: with one token per call the cache
-    never holds more than W - 1 positions, whatever ``num_positions`` is.
+    ``SlidingWindowCache(num_layers, window)``. ``update(keys, values, layer)`` returns,
+    as :class:`~course_lib.kv_cache.KVCache` does, the kept positions followed by the
+    new ones and the number of kept ones (the causal offset); then it keeps only the last
+    ``window - 1`` of them. With one token per call a layer never holds more than W - 1
+    positions. ``stored(layer)`` says how many it holds.
     """
 
-    def __init__(self, window: int) -> None:
-        super().__init__()
+    def __init__(self, num_layers: int, window: int) -> None:
+        super().__init__(num_layers)
         self.window = check_int("window", window)
 
-    def update(self, keys: Tensor, values: Tensor, layer: int) -> tuple[Tensor, Tensor]:
-        keys, values = super().update(keys, values, layer)  # (B, Hkv, T_kept + T, Dh)
-        keep = self.window - 1
-        start = max(keys.shape[2] - keep, 0)
-        self.keys[layer], self.values[layer] = keys[:, :, start:], values[:, :, start:]  # (B, Hkv, <= W - 1, Dh)
-        return keys, values
+    def update(self, keys: Tensor, values: Tensor, layer: int) -> tuple[Tensor, Tensor, int]:
+        keys, values, past = super().update(keys, values, layer)  # (B, T_kept + T, .), T_kept
+        start = max(keys.shape[1] - (self.window - 1), 0)
+        entry = self._entries[layer]
+        self._entries[layer] = entry._replace(keys=keys[:, start:], values=values[:, start:])  # (B, <= W - 1, .)
+        return keys, values, past
+
+    def stored(self, layer: int) -> int:
+        """How many positions layer ``layer`` keeps (at most W - 1)."""
+        entry = self._entries[self._check_layer(layer)]
+        return 0 if entry is None or entry.keys is None else entry.keys.shape[1]
+
+
+def cache_memory_bytes(cache: KVCache) -> int:
+    """Bytes held by the keys and values of a cache, all layers together.
+
+    For a full cache after T positions this is 2 x layers x B x T x Hkv x Dh x bytes per
+    number: grouped-query attention divides it by H / Hkv.
+    """
+    if not isinstance(cache, KVCache):
+        raise ValueError(f"cache_memory_bytes expects a KVCache, got {describe(cache)}")
+    total = 0
+    for entry in cache:
+        if entry is not None:
+            for t in (entry.keys, entry.values, entry.src_keys, entry.src_values):
+                if t is not None:
+                    total += t.numel() * t.element_size()
+    return total
+
+
+__all__ = ["SlidingWindowCache", "cache_memory_bytes"]
