@@ -62,6 +62,7 @@ from course_lib._checks import check_bool, check_index_range, check_int, check_n
 from course_lib.attention_scoring import IMPLEMENTATIONS
 from course_lib.gpt_attention import CausalSelfAttention
 from course_lib.gpt_cache import SlidingWindowCache, cache_memory_bytes
+from course_lib.gpt_generate import generate  # noqa: F401  (re-exported: course_lib.gpt.generate)
 from course_lib.kv_cache import KVCache
 from course_lib.positional_encoding import sinusoidal_encoding
 
@@ -362,6 +363,17 @@ LLAMA2_7B = GPTConfig(vocab_size=32000, max_len=4096, num_hiddens=4096, num_head
                       bias=False, tie_weights=False, eps=1e-5, impl="sdpa")
 
 
+def from_huggingface(model: nn.Module) -> GPT:
+    """Our :class:`GPT` from a Hugging Face ``GPT2LMHeadModel`` or ``LlamaForCausalLM``, same logits.
+
+    See :func:`course_lib.hf_bridge.gpt_from_huggingface` (and its Colab example);
+    ``transformers`` is imported only when a model is converted.
+    """
+    from course_lib.hf_bridge import gpt_from_huggingface
+
+    return gpt_from_huggingface(model)
+
+
 def replace(config: GPTConfig, **changes: object) -> GPTConfig:
     """A copy of ``config`` with ``changes`` (``dataclasses.replace``; the new values are checked)."""
     return dataclasses.replace(config, **changes)
@@ -381,6 +393,8 @@ __all__ = [
     "RMSNorm",
     "SlidingWindowCache",
     "cache_memory_bytes",
+    "from_huggingface",
+    "generate",
     "gpt_parameter_count",
     "make_norm",
 ]
