@@ -50,7 +50,6 @@ close to ln V (every logit is a small dot product).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -229,7 +228,9 @@ class GPT(nn.Module):
 
     ``forward(tokens (B, T), cache=None)``: token ids in [0, V) (values checked on the
     CPU); with a cache (:meth:`make_cache`) the tokens are the positions after those
-    already cached, and the cache is updated in place. T_past + T must not exceed
+    already cached, and the cache is updated in place, as Hugging Face's models do
+    (``cache.copy()`` first to continue two texts from one prompt: the copy and the
+    original then grow apart without touching each other). T_past + T must not exceed
     ``max_len``. ``impl`` (``"manual"`` or ``"sdpa"``) switches the attention path of
     every block; ``attention_weights`` gives each block's weights of the last call
     (teaching path).
@@ -372,11 +373,6 @@ def from_huggingface(model: nn.Module) -> GPT:
     from course_lib.hf_bridge import gpt_from_huggingface
 
     return gpt_from_huggingface(model)
-
-
-def replace(config: GPTConfig, **changes: object) -> GPTConfig:
-    """A copy of ``config`` with ``changes`` (``dataclasses.replace``; the new values are checked)."""
-    return dataclasses.replace(config, **changes)
 
 
 __all__ = [

@@ -180,6 +180,22 @@ def test_cache_one_token_at_a_time_equals_one_full_pass(index):
         assert {cache.stored(i) for i in range(2)} == {options["window"] - 1}
 
 
+@pytest.mark.parametrize("window", [None, 3])
+def test_a_copied_cache_continues_independently(window):
+    """Two continuations of one prompt from cache.copy(): each equals its own full pass."""
+    torch.manual_seed(4)
+    net = _perturbed(GPT(_config(dict(window=window, positions="rotary"))), 4).eval()
+    prompt, a, b = _tokens(2, 5, 4), _tokens(2, 3, 5), _tokens(2, 2, 6)
+    cache = net.make_cache()
+    net(prompt, cache)
+    branch = cache.copy()
+    out_a = net(a, cache)
+    out_b = net(b, branch)
+    torch.testing.assert_close(out_a, net(torch.cat([prompt, a], 1))[:, 5:], atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(out_b, net(torch.cat([prompt, b], 1))[:, 5:], atol=2e-5, rtol=1e-4)
+    assert cache.get_seq_length(0) == 8 and branch.get_seq_length(0) == 7
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("num_kv_heads", [1, 2, 4])
 @pytest.mark.parametrize("positions", ["learned", "rotary"])
