@@ -57,7 +57,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib._checks import check_bool, check_index_range, check_int, check_number, check_probability, describe, is_int
+from course_lib._checks import (
+    check_bool,
+    check_index_range,
+    check_int,
+    check_number,
+    check_probability,
+    describe,
+    is_int,
+)
 from course_lib.attention_scoring import IMPLEMENTATIONS
 from course_lib.gpt_attention import CausalSelfAttention
 from course_lib.gpt_cache import SlidingWindowCache, cache_memory_bytes
@@ -115,7 +123,8 @@ class GPTConfig:
         check_number("rotary_base", self.rotary_base, positive=True)
         if self.head_size is None and self.num_hiddens % self.num_heads:
             raise ValueError(f"num_heads must divide num_hiddens (each head gets num_hiddens / num_heads features) "
-                             f"unless head_size is given; got num_hiddens={self.num_hiddens}, num_heads={self.num_heads}")
+                             f"unless head_size is given; got num_hiddens={self.num_hiddens}, "
+                             f"num_heads={self.num_heads}")
         if self.head_size is not None:
             check_int("head_size", self.head_size)
         kv = self.num_kv_heads
@@ -158,8 +167,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(num_hiddens))
 
     def forward(self, X: Tensor) -> Tensor:
-        if not isinstance(X, Tensor) or not X.dtype.is_floating_point or X.dim() < 1 or X.shape[-1] != self.weight.shape[0]:
-            raise ValueError(f"RMSNorm expects a floating-point tensor (..., {self.weight.shape[0]}), got {describe(X)}")
+        D = self.weight.shape[0]
+        if not isinstance(X, Tensor) or not X.dtype.is_floating_point or X.dim() < 1 or X.shape[-1] != D:
+            raise ValueError(f"RMSNorm expects a floating-point tensor (..., {D}), got {describe(X)}")
         Y = X.float() if X.dtype in (torch.float16, torch.bfloat16) else X
         Y = Y * torch.rsqrt(Y.pow(2).mean(dim=-1, keepdim=True) + self.eps)  # (..., D)
         return self.weight * Y.to(X.dtype)
@@ -303,7 +313,8 @@ class GPT(nn.Module):
         if cache is not None and cfg.window is not None and not isinstance(cache, SlidingWindowCache):
             raise ValueError(f"a model with window={cfg.window} needs its rolling cache: use net.make_cache()")
         if cache is not None and len(cache) != cfg.num_blks:
-            raise ValueError(f"the cache has {len(cache)} layers, the model {cfg.num_blks} blocks: use net.make_cache()")
+            raise ValueError(f"the cache has {len(cache)} layers, the model {cfg.num_blks} blocks: "
+                             "use net.make_cache()")
         start, T = (0 if cache is None else cache.get_seq_length(0)), tokens.shape[1]
         if start + T > cfg.max_len:
             raise ValueError(f"{start} cached + {T} new positions exceed the model's max_len={cfg.max_len} "

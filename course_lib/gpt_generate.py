@@ -140,7 +140,8 @@ def generate(
         prompt = prompt.unsqueeze(0)  # (1, T)
     if not isinstance(prompt, Tensor) or prompt.dim() != 2 or prompt.shape[1] == 0 or prompt.dtype.is_floating_point \
             or prompt.dtype == torch.bool:
-        raise ValueError(f"prompt must be token ids (T,) or (B, T) with T >= 1 and an integer dtype, got {describe(prompt)}")
+        raise ValueError(f"prompt must be token ids (T,) or (B, T) with T >= 1 and an integer dtype, "
+                         f"got {describe(prompt)}")
     if prompt.shape[1] > config.max_len:
         raise ValueError(f"the prompt has {prompt.shape[1]} tokens, more than the model's context of "
                          f"max_len={config.max_len}")

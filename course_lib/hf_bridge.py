@@ -230,7 +230,8 @@ def _llama_config(cfg) -> "GPTConfig":
 
     rope = getattr(cfg, "rope_parameters", None) or {"rope_type": "default", "rope_theta": getattr(cfg, "rope_theta")}
     if rope.get("rope_type", "default") != "default":
-        raise ValueError(f"only Llama's default rotary positions are supported, got rope_type={rope.get('rope_type')!r} "
+        raise ValueError("only Llama's default rotary positions are supported, "
+                         f"got rope_type={rope.get('rope_type')!r} "
                          "(scaled variants such as Llama 3.1's change the frequencies)")
     if cfg.hidden_act != "silu":
         raise ValueError(f"Llama's feed-forward network must be SwiGLU (hidden_act='silu'), got {cfg.hidden_act!r}")
@@ -320,7 +321,8 @@ def gpt_from_huggingface(model: nn.Module):
             for blk, h in zip(ours.blks, tr.h):
                 a, W, b = blk.attention, h.attn.c_attn.weight, h.attn.c_attn.bias  # (D, 3D) and (3D,): q | k | v
                 for i, lin in enumerate((a.W_q, a.W_k, a.W_v)):
-                    _copy_linear(lin, W[:, i * D : (i + 1) * D].T, b[i * D : (i + 1) * D])  # Conv1D (in, out) -> (out, in)
+                    # Conv1D keeps (in, out); nn.Linear (out, in)
+                    _copy_linear(lin, W[:, i * D : (i + 1) * D].T, b[i * D : (i + 1) * D])
                 _copy_linear(a.W_o, h.attn.c_proj.weight.T, h.attn.c_proj.bias)
                 _copy_linear(blk.ffn.dense1, h.mlp.c_fc.weight.T, h.mlp.c_fc.bias)
                 _copy_linear(blk.ffn.dense2, h.mlp.c_proj.weight.T, h.mlp.c_proj.bias)

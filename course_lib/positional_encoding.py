@@ -135,7 +135,8 @@ def rotary_frequencies(head_size: int, base: float = 10000.0) -> Tensor:
     computed for the size of one head instead of the model size.
     """
     if not is_int(head_size) or head_size <= 0 or head_size % 2:
-        raise ValueError(f"rotary positions rotate feature pairs, so the size must be a positive even int, got {head_size!r}")
+        raise ValueError("rotary positions rotate feature pairs, so the size must be a positive even int, "
+                         f"got {head_size!r}")
     base = check_number("base", base, positive=True)
     return 1.0 / torch.pow(float(base), torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)
 
@@ -178,7 +179,8 @@ def apply_rotary(X: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
     and the cosines and sines cast to X's dtype.
     """
     if not isinstance(X, Tensor) or X.dim() < 2 or not X.dtype.is_floating_point:
-        raise ValueError(f"apply_rotary expects floating-point queries or keys of shape (..., T, Dh), got {describe(X)}")
+        raise ValueError("apply_rotary expects floating-point queries or keys of shape (..., T, Dh), "
+                         f"got {describe(X)}")
     T, Dh = X.shape[-2], X.shape[-1]
     if Dh % 2:
         raise ValueError(f"apply_rotary rotates feature pairs, so the last axis must be even, got X of shape "
