@@ -67,8 +67,8 @@ from course_lib._checks import (
     is_int,
 )
 from course_lib.attention_scoring import IMPLEMENTATIONS
-from course_lib.gpt_attention import CausalSelfAttention
-from course_lib.gpt_cache import SlidingWindowCache, cache_memory_bytes
+from course_lib.gpt_attention import CausalSelfAttention, group_key_value_heads
+from course_lib.gpt_cache import SlidingWindowCache, cache_memory_bytes, kv_cache_bytes
 from course_lib.gpt_generate import generate  # noqa: F401  (re-exported: course_lib.gpt.generate)
 from course_lib.kv_cache import KVCache
 from course_lib.positional_encoding import sinusoidal_encoding
@@ -403,5 +403,7 @@ __all__ = [
     "from_huggingface",
     "generate",
     "gpt_parameter_count",
+    "group_key_value_heads",
+    "kv_cache_bytes",
     "make_norm",
 ]

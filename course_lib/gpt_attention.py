@@ -11,6 +11,8 @@ cache, masks, attends on the teaching or the fused path, shares each key/value h
 between H / Hkv query heads, and merges the heads. What is added here is the sliding
 window: a query at position p may see keys at positions p - W + 1 .. p only, a boolean
 mask given to the attention function together with ``causal=True``.
+:func:`group_key_value_heads` turns a multi-head model into a grouped-query one by
+averaging its key/value heads (Ainslie et al. 2023).
 """
 
 from __future__ import annotations
@@ -93,3 +95,37 @@ class CausalSelfAttention(nn.Module):
         )  # (B, T, H Dh), weights (B, H, T, Tk) or None
         self._weights = None if weights is None else weights.detach()
         return self.W_o(out)  # (B, T, D)
+
+
+def group_key_value_heads(net, num_kv_heads: int):
+    """A copy of a ``course_lib.gpt.GPT`` with ``num_kv_heads`` key/value heads, each the mean of its group.
+
+    The conversion of Ainslie et al. (2023) from a multi-head checkpoint to grouped-query
+    (or, with 1, multi-query) attention: the H key heads are cut into ``num_kv_heads``
+    groups of G consecutive heads (query head h uses key/value head h // G, as in the
+    attention function), and each group's W_k and W_v rows (and biases) are averaged
+    into one head; every other weight is copied. The result is an approximation that
+    the paper then fine-tunes briefly (about 5 % of the pretraining steps); it is exact
+    when the heads of each group were equal. ``num_kv_heads`` must divide the model's
+    current number of key/value heads. The given model is not changed.
+    """
+    import dataclasses
+
+    from course_lib._checks import check_int
+
+    config = net.config
+    check_int("num_kv_heads", num_kv_heads)
+    if config.kv_heads % num_kv_heads:
+        raise ValueError(f"num_kv_heads must divide the model's {config.kv_heads} key/value heads (heads are "
+                         f"averaged in groups), got {num_kv_heads}")
+    new_config = dataclasses.replace(config, num_kv_heads=num_kv_heads)
+    grouped = type(net)(new_config).to(next(net.parameters()).device)
+    G, Dh = config.kv_heads // num_kv_heads, config.head_dim
+    state = net.state_dict()
+    for name in list(state):
+        if name.endswith(("W_k.weight", "W_k.bias", "W_v.weight", "W_v.bias")):
+            t = state[name]  # (Hkv Dh, D) or (Hkv Dh,)
+            t = t.reshape(num_kv_heads, G, Dh, *t.shape[1:]).mean(dim=1)  # (Hkv', Dh, ...): the mean of each group
+            state[name] = t.reshape(num_kv_heads * Dh, *t.shape[2:])
+    grouped.load_state_dict(state)
+    return grouped.train(net.training)

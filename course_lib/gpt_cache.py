@@ -9,7 +9,8 @@ at a time then never needs more than the last W - 1 keys and values of each laye
 :class:`SlidingWindowCache` is :class:`course_lib.kv_cache.KVCache` that forgets the
 rest, so its memory stays fixed however long the text grows, while
 ``get_seq_length`` keeps counting the absolute positions (rotary angles and learned
-positions need them). :func:`cache_memory_bytes` measures what a cache holds.
+positions need them). :func:`cache_memory_bytes` measures what a cache holds,
+:func:`kv_cache_bytes` gives it in closed form.
 """
 
 from __future__ import annotations
@@ -64,4 +65,26 @@ def cache_memory_bytes(cache: KVCache) -> int:
     return total
 
 
-__all__ = ["SlidingWindowCache", "cache_memory_bytes"]
+
+
+def kv_cache_bytes(config, num_positions: int, batch_size: int = 1, bytes_per_number: int = 2) -> int:
+    """Bytes a full key/value cache of ``GPT(config)`` holds after ``num_positions`` positions, in closed form.
+
+    ``2 x num_blks x Hkv x Dh x bytes_per_number`` per position and sequence (keys and
+    values, every block, every key/value head), times ``num_positions`` and
+    ``batch_size``; ``bytes_per_number`` 2 for float16 or bfloat16, 4 for float32. With
+    ``window``, the rolling cache keeps at most ``window - 1`` positions. Llama 2 7B in
+    float16: 512 KiB per token, 2 GiB for a context of 4096.
+    """
+    from course_lib.gpt import GPTConfig
+
+    if not isinstance(config, GPTConfig):
+        raise ValueError(f"kv_cache_bytes expects a GPTConfig, got {describe(config)}")
+    check_int("num_positions", num_positions, minimum=0)
+    check_int("batch_size", batch_size, minimum=0)
+    check_int("bytes_per_number", bytes_per_number)
+    kept = num_positions if config.window is None else min(num_positions, config.window - 1)
+    return 2 * config.num_blks * config.kv_heads * config.head_dim * bytes_per_number * kept * batch_size
+
+
+__all__ = ["SlidingWindowCache", "cache_memory_bytes", "kv_cache_bytes"]

@@ -327,3 +327,53 @@ def test_bad_input_is_refused_clearly():
         GPT(dict(vocab_size=3))
     with pytest.raises(ValueError, match="impl must be one of"):
         net.impl = "fast"
+
+
+# ---------------------------------------------------------------- cache memory and grouping a checkpoint
+
+
+@pytest.mark.parametrize("options", SOME)
+def test_kv_cache_bytes_equals_what_a_cache_holds(options):
+    from course_lib.gpt import kv_cache_bytes
+
+    net = GPT(_config(options)).eval()
+    for dtype, size in ((torch.float32, 4), (torch.float64, 8)):
+        net = net.to(dtype)
+        cache = net.make_cache()
+        net(_tokens(3, 5, 0), cache)
+        for _ in range(4):
+            net(_tokens(3, 1, 1), cache)
+        assert cache_memory_bytes(cache) == kv_cache_bytes(net.config, 9, batch_size=3, bytes_per_number=size)
+    assert kv_cache_bytes(LLAMA2_7B, 4096) == 2 * 2**30  # 512 KiB a token in float16
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("start,target", [(4, 2), (4, 1), (2, 1), (4, 4)])
+def test_grouping_key_value_heads_averages_each_group(seed, start, target):
+    from course_lib.gpt import group_key_value_heads
+
+    torch.manual_seed(seed)
+    net = _perturbed(GPT(_config(dict(num_kv_heads=start, positions="rotary"))), seed).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    grouped = group_key_value_heads(net, target)
+    assert grouped.config.kv_heads == target and not grouped.training
+    for k, v in net.state_dict().items():  # the given model is unchanged
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+    G, Dh = start // target, 4
+    W = net.blks[1].attention.W_v.weight  # (start Dh, D)
+    expected = W.reshape(target, G, Dh, -1).mean(1).reshape(target * Dh, -1)
+    torch.testing.assert_close(grouped.blks[1].attention.W_v.weight, expected)
+    torch.testing.assert_close(grouped.blks[1].attention.W_q.weight, net.blks[1].attention.W_q.weight)
+    X = _tokens(2, 8, seed)
+    if start == target:
+        torch.testing.assert_close(grouped(X), net(X))
+    # exact when the heads of each group are equal: make them equal, then group
+    with torch.no_grad():
+        for blk in net.blks:
+            for lin in (blk.attention.W_k, blk.attention.W_v):
+                for t in (lin.weight, lin.bias):
+                    heads = t.reshape(target, G, Dh, *t.shape[1:])
+                    t.copy_(heads[:, :1].expand_as(heads).reshape(t.shape))
+    torch.testing.assert_close(group_key_value_heads(net, target)(X), net(X), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="num_kv_heads must divide"):
+        group_key_value_heads(net, 3)
