@@ -38,7 +38,7 @@ same parameters, same results.
 
 **Cache.** ``net(tokens, cache)`` with a cache from :meth:`GPT.make_cache` reads the
 positions after those already in the cache and appends theirs: one token at a time it
-gives exactly the logits of one pass over the whole sequence. With ``window`` the cache
+gives the logits of one pass over the whole sequence (up to float rounding; tested). With ``window`` the cache
 rolls: it keeps only the last ``window - 1`` positions, a memory that does not grow.
 
 **Initialization** (GPT-2's, Radford et al. 2019): every weight matrix and embedding
