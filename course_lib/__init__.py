@@ -19,7 +19,8 @@ module                      chapter
 ``course_lib.seq2seq``      3. RNN encoder, plain and Bahdanau decoders
 ``course_lib.training``     3, 5, 6. training loop, schedules, early stopping
 ``course_lib.decoding``     3, 5. greedy, batched and beam-search decoding, BLEU
-``course_lib.positional_encoding``  4. sinusoidal and learned positional encodings
+``course_lib.positional_encoding``  4, 7. sinusoidal and learned positional encodings;
+                            rotary positions (``apply_rotary``)
 ``course_lib.transformer_encoder``  5. FFN, AddNorm, the encoder block and encoder
 ``course_lib.transformer_decoder``  5. the causal decoder block and decoder
 ``course_lib.transformer``  5. the whole model: ``TransformerConfig``, the
@@ -30,11 +31,18 @@ module                      chapter
 ``course_lib.bert_data``    6. BERT's inputs, MLM masking, NSP pairs, datasets
 ``course_lib.bert_losses``  6. the pretraining losses (masked LM, next sentence)
 ``course_lib.bert_checkpoint``  6. saving and loading a BERT with its vocabulary
-``course_lib.hf_bridge``    6. to and from Hugging Face ``transformers`` (BERT)
+``course_lib.hf_bridge``    6, 7. to and from Hugging Face ``transformers`` (BERT;
+                            GPT-2 and Llama into the course's GPT)
 ``course_lib.pretrain_bert``  6. BERT pretraining on one or several GPUs
                             (``torchrun -m course_lib.pretrain_bert``)
 ``course_lib.stats``        3, 5, 6. intervals for measured rates (Wilson)
 ``course_lib.efficient_attention``  7. tiled attention (online softmax), its peak memory
+``course_lib.gpt``          7. the decoder-only model: ``GPTConfig``, RMSNorm, pre-norm
+                            blocks, parameter counts (GPT-2 small, Llama 2 7B)
+``course_lib.gpt_attention``  7. causal self-attention: grouped key/value heads,
+                            rotary positions, sliding window
+``course_lib.gpt_cache``    7. the rolling (sliding-window) cache, cache memory
+``course_lib.gpt_generate``  7. greedy decoding, temperature, top-k and top-p sampling
 ==========================  ===========================================
 
 Data for chapters 3 to 6: ``course_lib.corpus`` (the generated English–French corpus,
@@ -69,6 +77,7 @@ from course_lib.multihead_attention import (
 from course_lib.positional_encoding import (
     LearnedPositionalEmbedding,
     PositionalEncoding,
+    apply_rotary,
     relative_position_map,
     sinusoidal_encoding,
 )
@@ -101,6 +110,7 @@ __all__ = [
     "masked_softmax",
     "padding_mask",
     "LearnedPositionalEmbedding",
+    "apply_rotary",
     "MultiHeadAttention",
     "PositionalEncoding",
     "local_attention",

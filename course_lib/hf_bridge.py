@@ -204,4 +204,152 @@ def to_huggingface(model: BERTModel, head: str = "pretraining") -> nn.Module:
 
 
 
-__all__ = ["HF_HEADS", "from_huggingface", "to_huggingface"]
+# ---------------------------------------------------------------- chapter 7: GPT-2 and Llama
+
+
+def _gpt2_config(cfg) -> "GPTConfig":
+    from course_lib.gpt import GPTConfig
+
+    acts = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu"}
+    if cfg.activation_function not in acts:
+        raise ValueError(f"GPT-2 with activation_function={cfg.activation_function!r} is not supported "
+                         f"(only {tuple(acts)})")
+    if not cfg.scale_attn_weights or cfg.scale_attn_by_inverse_layer_idx or getattr(cfg, "add_cross_attention", False):
+        raise ValueError("only GPT-2's standard attention is supported (scores scaled by 1 / sqrt(Dh), "
+                         "scale_attn_by_inverse_layer_idx=False, no cross-attention)")
+    D = cfg.n_embd
+    return GPTConfig(vocab_size=cfg.vocab_size, max_len=cfg.n_positions, num_hiddens=D, num_heads=cfg.n_head,
+                     num_blks=cfg.n_layer, ffn_num_hiddens=cfg.n_inner or 4 * D, positions="learned",
+                     norm="layernorm", ffn=acts[cfg.activation_function], bias=True,
+                     tie_weights=bool(getattr(cfg, "tie_word_embeddings", True)), dropout=float(cfg.resid_pdrop),
+                     eps=float(cfg.layer_norm_epsilon))
+
+
+def _llama_config(cfg) -> "GPTConfig":
+    from course_lib.gpt import GPTConfig
+
+    rope = getattr(cfg, "rope_parameters", None) or {"rope_type": "default", "rope_theta": getattr(cfg, "rope_theta")}
+    if rope.get("rope_type", "default") != "default":
+        raise ValueError("only Llama's default rotary positions are supported, "
+                         f"got rope_type={rope.get('rope_type')!r} "
+                         "(scaled variants such as Llama 3.1's change the frequencies)")
+    if cfg.hidden_act != "silu":
+        raise ValueError(f"Llama's feed-forward network must be SwiGLU (hidden_act='silu'), got {cfg.hidden_act!r}")
+    if bool(cfg.attention_bias) != bool(getattr(cfg, "mlp_bias", False)):
+        raise ValueError("the course's GPTConfig has one bias switch for every linear layer; this model has "
+                         f"attention_bias={cfg.attention_bias} and mlp_bias={getattr(cfg, 'mlp_bias', False)}")
+    head = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    return GPTConfig(vocab_size=cfg.vocab_size, max_len=cfg.max_position_embeddings, num_hiddens=cfg.hidden_size,
+                     num_heads=cfg.num_attention_heads, num_blks=cfg.num_hidden_layers,
+                     ffn_num_hiddens=cfg.intermediate_size, num_kv_heads=cfg.num_key_value_heads, head_size=head,
+                     positions="rotary", norm="rmsnorm", ffn="swiglu", bias=bool(cfg.attention_bias),
+                     tie_weights=bool(cfg.tie_word_embeddings), dropout=float(cfg.attention_dropout),
+                     eps=float(cfg.rms_norm_eps), rotary_base=float(rope["rope_theta"]))
+
+
+def halves_to_interleaved(num_heads: int, head_size: int) -> torch.Tensor:
+    """Row order (H Dh,) that turns a ``q_proj``/``k_proj`` of Hugging Face's Llama into ours.
+
+    Hugging Face's rotary code pairs feature i of a head with feature i + Dh/2;
+    ``course_lib.positional_encoding.apply_rotary`` pairs 2i with 2i + 1. Our row
+    ``h Dh + 2i`` is their row ``h Dh + i`` and our row ``h Dh + 2i + 1`` their row
+    ``h Dh + i + Dh/2``: ``ours = theirs[index]``. Queries and keys are permuted alike,
+    so every dot product, and the attention, is unchanged.
+    """
+    half = torch.arange(head_size // 2)
+    within = torch.stack([half, half + head_size // 2], dim=1).flatten()  # (Dh,): 0, Dh/2, 1, Dh/2 + 1, ...
+    return (torch.arange(num_heads).unsqueeze(1) * head_size + within).flatten()  # (H Dh,)
+
+
+def _copy_linear(dst: nn.Linear, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    dst.weight.copy_(weight)
+    if dst.bias is not None:
+        dst.bias.copy_(bias)
+
+
+def gpt_from_huggingface(model: nn.Module):
+    """Our ``course_lib.gpt.GPT`` with the weights of a Hugging Face ``GPT2LMHeadModel`` or ``LlamaForCausalLM``.
+
+    ``net(tokens)`` then gives the same logits (B, T, V) as ``model(tokens).logits``,
+    also one token at a time with ``net.make_cache()`` (``course_lib.gpt.generate``
+    does this). The result has the model's dtype and device, in evaluation mode.
+
+    * GPT-2: learned positions, LayerNorm, GELU (tanh), biases, tied output layer.
+      GPT-2 stores its layers as ``Conv1D`` with the weight (in, out), the transpose
+      of ``nn.Linear``'s (out, in): every matrix is transposed, and ``c_attn``'s
+      (D, 3D) is cut into W_q, W_k and W_v.
+    * Llama (any number of key/value heads, so grouped-query and multi-query models
+      too): rotary positions, RMSNorm, SwiGLU (``up_proj`` -> ``ffn.dense1``,
+      ``gate_proj`` -> ``ffn.gate``, ``down_proj`` -> ``ffn.dense2``). The rows of
+      ``q_proj`` and ``k_proj`` are reordered within each head
+      (:func:`halves_to_interleaved`), because Hugging Face pairs rotary features as
+      halves and the course as interleaved pairs.
+
+    ``transformers`` is imported only when a model is converted. In Colab (with the
+    internet; not run by the tests)::
+
+        import torch
+        from transformers import AutoTokenizer, GPT2LMHeadModel
+        from course_lib.gpt import from_huggingface, generate
+
+        tokenizer = AutoTokenizer.from_pretrained("gpt2")
+        net = from_huggingface(GPT2LMHeadModel.from_pretrained("gpt2"))   # 124,439,808 parameters
+        prompt = torch.tensor([tokenizer.encode("Attention is")])
+        out = generate(net, prompt, 20, top_p=0.9, generator=torch.Generator().manual_seed(0))
+        print(tokenizer.decode(out[0]))
+
+    A small Llama-architecture model (e.g. ``LlamaForCausalLM.from_pretrained(...)``
+    of a checkpoint with ``"model_type": "llama"``) loads the same way.
+    """
+    from transformers import PreTrainedModel
+
+    from course_lib.gpt import GPT
+
+    cfg = getattr(model, "config", None)
+    kind = getattr(cfg, "model_type", None)
+    if not isinstance(model, PreTrainedModel) or kind not in ("gpt2", "llama") or not hasattr(model, "lm_head"):
+        raise ValueError(f"expected a Hugging Face GPT2LMHeadModel or LlamaForCausalLM, got {type(model).__name__}"
+                         f"{'' if kind is None else f' (model_type={kind!r})'}")
+    ours = GPT(_gpt2_config(cfg) if kind == "gpt2" else _llama_config(cfg))
+    H, Hkv, Dh, D = ours.config.num_heads, ours.config.kv_heads, ours.config.head_dim, ours.config.num_hiddens
+    ref = next(model.parameters())
+    with torch.no_grad():
+        if kind == "gpt2":
+            tr = model.transformer
+            ours.embedding.weight.copy_(tr.wte.weight)
+            ours.pos_embedding.weight.copy_(tr.wpe.weight)
+            for blk, h in zip(ours.blks, tr.h):
+                a, W, b = blk.attention, h.attn.c_attn.weight, h.attn.c_attn.bias  # (D, 3D) and (3D,): q | k | v
+                for i, lin in enumerate((a.W_q, a.W_k, a.W_v)):
+                    # Conv1D keeps (in, out); nn.Linear (out, in)
+                    _copy_linear(lin, W[:, i * D : (i + 1) * D].T, b[i * D : (i + 1) * D])
+                _copy_linear(a.W_o, h.attn.c_proj.weight.T, h.attn.c_proj.bias)
+                _copy_linear(blk.ffn.dense1, h.mlp.c_fc.weight.T, h.mlp.c_fc.bias)
+                _copy_linear(blk.ffn.dense2, h.mlp.c_proj.weight.T, h.mlp.c_proj.bias)
+                for dst, src in ((blk.norm1, h.ln_1), (blk.norm2, h.ln_2)):
+                    _copy_linear(dst, src.weight, src.bias)
+            _copy_linear(ours.norm, tr.ln_f.weight, tr.ln_f.bias)
+        else:
+            base = model.model
+            ours.embedding.weight.copy_(base.embed_tokens.weight)
+            q_rows, k_rows = halves_to_interleaved(H, Dh), halves_to_interleaved(Hkv, Dh)
+            for blk, layer in zip(ours.blks, base.layers):
+                a, s = blk.attention, layer.self_attn
+                bias = lambda lin, rows=None: None if lin.bias is None else (  # noqa: E731
+                    lin.bias if rows is None else lin.bias[rows])
+                _copy_linear(a.W_q, s.q_proj.weight[q_rows], bias(s.q_proj, q_rows))
+                _copy_linear(a.W_k, s.k_proj.weight[k_rows], bias(s.k_proj, k_rows))
+                _copy_linear(a.W_v, s.v_proj.weight, bias(s.v_proj))
+                _copy_linear(a.W_o, s.o_proj.weight, bias(s.o_proj))
+                _copy_linear(blk.ffn.dense1, layer.mlp.up_proj.weight, bias(layer.mlp.up_proj))
+                _copy_linear(blk.ffn.gate, layer.mlp.gate_proj.weight, bias(layer.mlp.gate_proj))
+                _copy_linear(blk.ffn.dense2, layer.mlp.down_proj.weight, bias(layer.mlp.down_proj))
+                blk.norm1.weight.copy_(layer.input_layernorm.weight)
+                blk.norm2.weight.copy_(layer.post_attention_layernorm.weight)
+            ours.norm.weight.copy_(base.norm.weight)
+        if not ours.config.tie_weights:
+            ours.dense.weight.copy_(model.lm_head.weight)
+    return ours.to(device=ref.device, dtype=ref.dtype).eval()
+
+
+__all__ = ["HF_HEADS", "from_huggingface", "gpt_from_huggingface", "halves_to_interleaved", "to_huggingface"]

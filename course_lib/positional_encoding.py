@@ -1,4 +1,4 @@
-"""Chapter 4: positional encodings, sinusoidal (fixed) and learned.
+"""Chapter 4: positional encodings, sinusoidal (fixed) and learned; chapter 7: rotary.
 
 Shape legend: B batch, T positions, D model size (``num_hiddens``; the book's d), L
 ``max_len``.
@@ -15,6 +15,11 @@ Each column pair is a clock turning at its own frequency. Because of that, the e
 of position ``pos + offset`` is a fixed linear map (a rotation of every column pair) of
 the encoding of ``pos``: :func:`relative_position_map` builds it (the book's R_Δ, with
 Δ = ``offset``, equation 4.5).
+
+Chapter 7 adds rotary positions (:func:`apply_rotary`): instead of adding a vector to
+the input, each query and key of every head is rotated, pair of features by pair of
+features, by an angle proportional to its position, so that a query–key dot product
+depends only on how far apart the two positions are.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from course_lib._checks import check_int, check_probability, describe, is_int
+from course_lib._checks import check_int, check_number, check_probability, describe, is_int
 
 
 def _check_sizes(num_hiddens: int, max_len: int, even: bool = True) -> None:
@@ -121,3 +126,74 @@ class LearnedPositionalEmbedding(nn.Module):
     def forward(self, X: Tensor) -> Tensor:
         _check_input(X, self.num_hiddens, self.max_len)
         return self.dropout(X + self.P[:, : X.shape[1]])  # (B, T, D) + (1, T, D)
+
+
+def rotary_frequencies(head_size: int, base: float = 10000.0) -> Tensor:
+    """The Dh/2 angular frequencies of rotary positions, 1 / base ** (2i / Dh), i = 0 .. Dh/2 - 1 (float64).
+
+    The same frequencies as the sinusoidal encoding's (:func:`frequencies`, base 10000),
+    computed for the size of one head instead of the model size.
+    """
+    if not is_int(head_size) or head_size <= 0 or head_size % 2:
+        raise ValueError("rotary positions rotate feature pairs, so the size must be a positive even int, "
+                         f"got {head_size!r}")
+    base = check_number("base", base, positive=True)
+    return 1.0 / torch.pow(float(base), torch.arange(0, head_size, 2, dtype=torch.float64) / head_size)
+
+
+def apply_rotary(X: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
+    """Rotary position embedding (RoPE, Su et al. 2021): rotate feature pairs of X by angles ∝ their positions.
+
+    Args:
+        X: queries or keys (..., T, Dh), floating point, Dh even; any leading axes
+            (e.g. (B, H, T, Dh), the heads already split).
+        positions: (T,) the absolute position of each of the T rows (ints, or floats);
+            e.g. ``torch.arange(start, start + T)`` for T tokens after ``start`` cached ones.
+        base: the base of the frequencies (10000 in the paper, GPT-NeoX and Llama 2;
+            500000 in Llama 3).
+
+    Returns a new tensor (..., T, Dh) of X's dtype; X is not modified. For row t at
+    position p and every pair i = 0 .. Dh/2 - 1 with angle a = p * omega_i,
+    omega_i = base ** (-2i / Dh) (:func:`rotary_frequencies`)::
+
+        out[2i]     = X[2i] cos a - X[2i + 1] sin a
+        out[2i + 1] = X[2i] sin a + X[2i + 1] cos a
+
+    that is, the pair (X[2i], X[2i + 1]), read as the complex number X[2i] + i X[2i + 1],
+    is multiplied by e^(i a). A rotation keeps every pair's length, so the norm of each
+    row is kept; and since rotating q by a and k by b turns their dot product into one
+    that depends on b - a only, ``apply_rotary(q, m) . apply_rotary(k, n)`` depends on
+    the positions m and n only through the offset n - m.
+
+    **Pairing convention: interleaved pairs** (2i, 2i + 1), the convention of the paper
+    (and of Meta's original Llama code), the same pairs as chapter 4's sinusoidal
+    encoding. Hugging Face's Llama (``rotate_half``) and GPT-NeoX pair feature i with
+    feature i + Dh/2 instead ("halves"). The two differ by a fixed permutation of each
+    head's features, applied to queries and keys alike, which leaves every dot product
+    unchanged; so a Llama checkpoint from Hugging Face gives the same model here once the
+    rows of its ``q_proj`` and ``k_proj`` weights are reordered within each head,
+    halves -> interleaved: our row 2i is their row i and our row 2i + 1 is their row
+    i + Dh/2 (``course_lib.gpt_bridge`` does this; a bias, if any, the same way).
+
+    The angles are computed in float64 (positions in the thousands keep their precision)
+    and the cosines and sines cast to X's dtype.
+    """
+    if not isinstance(X, Tensor) or X.dim() < 2 or not X.dtype.is_floating_point:
+        raise ValueError("apply_rotary expects floating-point queries or keys of shape (..., T, Dh), "
+                         f"got {describe(X)}")
+    T, Dh = X.shape[-2], X.shape[-1]
+    if Dh % 2:
+        raise ValueError(f"apply_rotary rotates feature pairs, so the last axis must be even, got X of shape "
+                         f"{tuple(X.shape)} (Dh = {Dh})")
+    if not isinstance(positions, Tensor) or positions.dim() != 1 or positions.shape[0] != T \
+            or positions.dtype.is_complex or positions.dtype == torch.bool:
+        raise ValueError(f"positions must be a tensor (T,) = ({T},) of positions, one per row of X "
+                         f"{tuple(X.shape)}, got {describe(positions)}")
+    omega = rotary_frequencies(Dh, base).to(X.device)  # (Dh/2,)
+    angles = positions.to(device=X.device, dtype=torch.float64).unsqueeze(1) * omega  # (T, Dh/2)
+    cos, sin = torch.cos(angles).to(X.dtype), torch.sin(angles).to(X.dtype)  # (T, Dh/2) each
+    even, odd = X[..., 0::2], X[..., 1::2]  # (..., T, Dh/2) each: the two members of every pair
+    out = torch.empty_like(X)
+    out[..., 0::2] = even * cos - odd * sin
+    out[..., 1::2] = even * sin + odd * cos
+    return out  # (..., T, Dh)
