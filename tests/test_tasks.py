@@ -81,7 +81,9 @@ def test_a_patched_function_is_the_one_the_commands_call(monkeypatch):
     monkeypatch.setattr(tasks, "venv_python", lambda: Path("venv-python"))
     monkeypatch.setattr(tasks, "ensure_venv", lambda: Path("venv-python"))
     tasks.cmd_bench(tasks.argparse.Namespace(bench_args=["--quick"]))
-    assert [c[0] for c in calls] == ["venv-python"] * 4 and all(c[-1] == "--quick" for c in calls)
+    scripts = sorted(p.name for p in (tasks.ROOT / "benchmarks").glob("*.py"))
+    assert sorted(Path(c[1]).name for c in calls) == scripts  # every script in benchmarks/ runs
+    assert [c[0] for c in calls] == ["venv-python"] * len(scripts) and all(c[-1] == "--quick" for c in calls)
 
 
 def test_a_new_name_set_on_tasks_stays_on_tasks(monkeypatch):
