@@ -185,23 +185,40 @@ def dot_product_attention(
     return torch.bmm(dropped, values), weights  # (B, Tq, Dv)
 
 
-class _KeepsWeights(nn.Module):
-    """Keeps the attention weights of the last forward call, for plotting."""
+class ChoosesPath(nn.Module):
+    """A module with two paths, ``impl="manual"`` (teaching) and ``impl="sdpa"`` (fused).
+
+    ``impl`` is checked whenever it is set, in the constructor or later, and
+    :meth:`_weights_or_error` is the one place that says why the fused path has no weights.
+    """
 
     impl: str = "manual"
-    _attention_weights: Tensor | None = None
 
-    @property
-    def attention_weights(self) -> Tensor:
-        """Attention weights (B, Tq, Tk) of the last forward call (teaching path only)."""
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "impl":
+            _check_impl(value)  # type: ignore[arg-type]
+        super().__setattr__(name, value)
+
+    def _weights_or_error(self, weights: Tensor | None) -> Tensor:
         if self.impl != "manual":
             raise RuntimeError(
                 f"impl={self.impl!r} calls PyTorch's fused kernel, which never forms the attention weights; "
                 "use impl='manual' (same parameters, same outputs) to get them"
             )
-        if self._attention_weights is None:
+        if weights is None:
             raise RuntimeError("no attention weights yet: call the module first")
-        return self._attention_weights
+        return weights
+
+
+class _KeepsWeights(ChoosesPath):
+    """Keeps the attention weights of the last forward call, for plotting."""
+
+    _attention_weights: Tensor | None = None
+
+    @property
+    def attention_weights(self) -> Tensor:
+        """Attention weights (B, Tq, Tk) of the last forward call (teaching path only)."""
+        return self._weights_or_error(self._attention_weights)
 
 
 class DotProductAttention(_KeepsWeights):

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from course_lib.attention import attention
-from course_lib.attention_scoring import _check_impl
+from course_lib.attention_scoring import ChoosesPath
 from course_lib.kv_cache import KVCache
 from course_lib.positional_encoding import apply_rotary
 
@@ -39,7 +39,7 @@ def window_mask(num_queries: int, num_keys: int, window: int, offset: int, devic
     return i + offset - j < window  # (Tq, Tk)
 
 
-class CausalSelfAttention(nn.Module):
+class CausalSelfAttention(ChoosesPath):
     """Causal self-attention with H query heads and Hkv key/value heads: (B, T, D) -> (B, T, D).
 
     ``CausalSelfAttention(config)`` with a ``GPTConfig``: ``W_q`` (D -> H Dh), ``W_k``
@@ -55,27 +55,17 @@ class CausalSelfAttention(nn.Module):
         self.num_heads, self.num_kv_heads, self.head_size = H, Hkv, Dh
         self.positions, self.rotary_base, self.window = config.positions, config.rotary_base, config.window
         self.dropout_p = config.dropout
-        self.impl = _check_impl(config.impl)
+        self.impl = config.impl  # checked when set (ChoosesPath)
         self.W_q = nn.Linear(D, H * Dh, bias=bias)
         self.W_k = nn.Linear(D, Hkv * Dh, bias=bias)
         self.W_v = nn.Linear(D, Hkv * Dh, bias=bias)
         self.W_o = nn.Linear(H * Dh, D, bias=bias)
         self._weights: Tensor | None = None
 
-    def __setattr__(self, name: str, value: object) -> None:
-        if name == "impl":
-            _check_impl(value)  # type: ignore[arg-type]
-        super().__setattr__(name, value)
-
     @property
     def attention_weights(self) -> Tensor:
         """Weights (B, H, T, Tk) of the last call; teaching path only."""
-        if self.impl != "manual":
-            raise RuntimeError(f"impl={self.impl!r} calls PyTorch's fused kernel, which never forms the attention "
-                               "weights; set impl='manual' (same parameters, same outputs) to get them")
-        if self._weights is None:
-            raise RuntimeError("no attention weights yet: call the model first")
-        return self._weights
+        return self._weights_or_error(self._weights)
 
     def _rotate(self, X: Tensor, positions: Tensor) -> Tensor:  # (B, heads, T, Dh): the attention function's hook
         return apply_rotary(X, positions, self.rotary_base)

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from course_lib._checks import check_bool, check_features, check_int, describe
 from course_lib.attention import attention, attention_mask, check_heads, check_kv_heads, merge_heads, split_heads
-from course_lib.attention_scoring import DotProductAttention, _check_impl, _check_qkv, hide_masked_keys
+from course_lib.attention_scoring import ChoosesPath, DotProductAttention, _check_impl, _check_qkv, hide_masked_keys
 
 
 def transpose_qkv(X: Tensor, num_heads: int) -> Tensor:
@@ -67,7 +67,7 @@ def _linear(in_features: int | None, out_features: int, bias: bool) -> nn.Module
     return nn.Linear(in_features, out_features, bias=bias) if in_features else nn.LazyLinear(out_features, bias=bias)
 
 
-class MultiHeadAttention(nn.Module):
+class MultiHeadAttention(ChoosesPath):
     """Multi-head attention (equations 4.2-4.3): H heads of scaled dot-product attention.
 
     Each head works on Dh = D / H features (``num_hiddens / num_heads``).
@@ -127,20 +127,10 @@ class MultiHeadAttention(nn.Module):
         self.W_v = _linear(value_size, kv_hiddens, bias)
         self.W_o = nn.Linear(num_hiddens, num_hiddens, bias=bias)
 
-    def __setattr__(self, name: str, value: object) -> None:
-        if name == "impl":
-            _check_impl(value)  # type: ignore[arg-type]
-        super().__setattr__(name, value)
-
     @property
     def attention_weights(self) -> Tensor:
         """Weights (B, H, Tq, Tk) of the last forward call; teaching path only."""
-        if self.impl != "manual":
-            raise RuntimeError(
-                f"impl={self.impl!r} calls PyTorch's fused kernel, which never forms the attention weights; "
-                "set impl='manual' (same parameters, same outputs) to get them"
-            )
-        weights = self.attention.attention_weights  # (B * H, Tq, Tk)
+        weights = self._weights_or_error(self.attention._attention_weights)  # (B * H, Tq, Tk)
         return weights.reshape(-1, self.num_heads, weights.shape[1], weights.shape[2])  # (B, H, Tq, Tk)
 
     def forward(
