@@ -37,6 +37,7 @@ import matplotlib.ticker
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from course_lib.explorer import attention_explorer  # noqa: F401  (interactive explorer; see course_lib.explorer)
 
 ArrayLike = Any  # a tensor, a NumPy array or a (nested) list of numbers
 
