@@ -26,9 +26,11 @@ selected query token gives it, as printed. The weights computed in the notebook 
 exported, to 6 decimals, in the output's metadata under ``METADATA_KEY`` (see
 ``AttentionExplorer.export``), so that a test can compare the page with the notebook.
 
-**Rounding.** Each row of weights is rounded to ``digits`` decimals so that it still
+**Rounding and size.** Each row of weights is rounded to ``digits`` decimals so that it still
 sums to exactly one (largest remainders: every entry is its value rounded down or up,
-so it is off by less than ``10 ** -digits``).
+so it is off by less than ``10 ** -digits``). On the page each rounded weight is an
+integer written with two characters of a 64-letter alphabet (``encode_weights``; more
+characters above 3 digits), about a third of the bytes of a JSON list of numbers.
 
 Shapes: for each sentence and kind, weights of shape ``(L, H, Tq, Tk)`` (blocks, heads,
 query tokens, key tokens); a single block or head may drop its axis: ``(H, Tq, Tk)`` or
@@ -47,7 +49,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["AttentionExplorer", "attention_explorer", "METADATA_KEY", "MAX_BYTES"]
+__all__ = ["AttentionExplorer", "attention_explorer", "decode_weights", "encode_weights", "round_rows",
+           "METADATA_KEY", "MAX_BYTES"]
 
 # Key of the output's metadata that holds the exported weights.
 METADATA_KEY = "course_lib/attention_explorer"
@@ -57,6 +60,38 @@ MAX_BYTES = 300_000
 ROW_SUM_TOLERANCE = 1e-3
 
 _counter = itertools.count()
+# The page stores each rounded weight (an integer from 0 to 10**digits) as a few characters
+# of this alphabet, most significant first: 2 characters for up to 3 digits.
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _width(digits: int) -> int:
+    """Characters per weight: the fewest with 64**width > 10**digits."""
+    width = 1
+    while 64 ** width <= 10 ** digits:
+        width += 1
+    return width
+
+
+def encode_weights(ints: np.ndarray, digits: int) -> str:
+    """Integers in [0, 10**digits] as one string, ``_width(digits)`` characters each (row-major)."""
+    width, flat = _width(digits), np.asarray(ints, dtype=np.int64).reshape(-1)
+    if flat.size and (flat.min() < 0 or flat.max() > 10 ** digits):
+        raise ValueError(f"weights to encode must be integers in [0, {10 ** digits}]")
+    chars = [flat // 64 ** (width - 1 - k) % 64 for k in range(width)]   # most significant first
+    return "".join(ALPHABET[c] for group in zip(*chars) for c in group) if flat.size else ""
+
+
+def decode_weights(text: str, digits: int) -> list[int]:
+    """The inverse of ``encode_weights`` (what the page's script does)."""
+    width, value = _width(digits), {c: k for k, c in enumerate(ALPHABET)}
+    out = []
+    for start in range(0, len(text), width):
+        v = 0
+        for c in text[start:start + width]:
+            v = 64 * v + value[c]
+        out.append(v)
+    return out
 
 
 def _as_weights(w: Any, where: str) -> np.ndarray:
@@ -219,7 +254,8 @@ def attention_explorer(
             if shapes.setdefault(name, (L, H)) != (L, H):
                 raise ValueError(f"sentence {k}, {name}: {L} blocks x {H} heads, but sentence 0 has "
                                  f"{shapes[name][0]} x {shapes[name][1]}; every sentence needs the same")
-            page_w.append(round_rows(arr, digits).reshape(L, H, -1).tolist())
+            rounded = round_rows(arr, digits)                      # (L, H, Tq, Tk) integers
+            page_w.append([[encode_weights(rounded[b, h], digits) for h in range(H)] for b in range(L)])
             export_w.append(np.round(arr, 6).tolist())
         focus = sentence.get("focus", 0)
         first_query = tokens[next(iter(kinds.values()))[0]]
@@ -231,7 +267,7 @@ def attention_explorer(
         export_sentences.append({"label": label, "tokens": tokens, "weights": export_w})
     kind_list = [{"name": n, "query": q, "key": kk, "blocks": shapes[n][0], "heads": shapes[n][1]}
                  for n, (q, kk) in kinds.items()]
-    payload = json.dumps({"digits": digits, "kinds": kind_list, "sentences": page_sentences},
+    payload = json.dumps({"digits": digits, "width": _width(digits), "alphabet": ALPHABET, "kinds": kind_list, "sentences": page_sentences},
                          separators=(",", ":"), ensure_ascii=True)
     uid = f"av-{hashlib.sha1(payload.encode()).hexdigest()[:10]}-{next(_counter)}"
     text = _render(uid, title, payload)
@@ -302,7 +338,12 @@ _JS = r"""(function () {
   if (!root || root.getAttribute('data-ready')) return;   // shown twice: set up once
   root.setAttribute('data-ready', '1');
   var data = JSON.parse(root.querySelector('script.av-data').textContent);
-  var scale = Math.pow(10, data.digits), ROW = 24, TOP = 22, GAP = 64;
+  var scale = Math.pow(10, data.digits), ROW = 24, TOP = 22, GAP = 64, width = data.width;
+  function weightAt(text, index) {   // the index-th weight of a block-head's string, as a number
+    var v = 0;
+    for (var c = index * width; c < (index + 1) * width; c++) v = 64 * v + data.alphabet.indexOf(text.charAt(c));
+    return v / scale;
+  }
   var state = {sentence: 0, kind: 0, block: 0, head: 0, query: 0};
   var grid = root.querySelector('.av-grid'), controls = root.querySelector('.av-controls');
   function el(tag, cls, text) {
@@ -391,7 +432,7 @@ _JS = r"""(function () {
   function draw() {
     var s = data.sentences[state.sentence], k = data.kinds[state.kind];
     var nk = s.tokens[k.key].length, w = s.w[state.kind][state.block][state.head];
-    var row = w.slice(state.query * nk, (state.query + 1) * nk);
+
     queries.forEach(function (q, i) {
       var on = i === state.query;
       q.setAttribute('aria-selected', on ? 'true' : 'false');
@@ -399,7 +440,7 @@ _JS = r"""(function () {
     });
     var qy = TOP + ROW * state.query + ROW / 2;
     keys.forEach(function (key, j) {
-      var v = row[j] / scale, text = v.toFixed(data.digits);
+      var v = weightAt(w, state.query * nk + j), text = v.toFixed(data.digits);
       key.setAttribute('data-weight', text);
       key.title = 'weight ' + text;
       key.querySelector('.av-val').textContent = text;

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 import course_lib.plotting
-from course_lib.explorer import MAX_BYTES, METADATA_KEY, attention_explorer, round_rows
+from course_lib.explorer import (MAX_BYTES, METADATA_KEY, attention_explorer, decode_weights, encode_weights,
+                                 round_rows)
 
 KINDS = {"encoder self-attention": ("source", "source"),
          "decoder self-attention": ("target", "target"),
@@ -65,6 +66,19 @@ def test_rounded_rows_sum_to_one_and_stay_close(digits, seed):
         np.testing.assert_array_equal(w, before)   # the input is left as it was
 
 
+@pytest.mark.parametrize("digits", [1, 2, 3, 4, 5, 6])
+def test_encoding_round_trips_every_value(digits):
+    top = 10 ** digits
+    values = np.unique(np.concatenate([np.arange(0, min(top, 5000) + 1), [top - 1, top],
+                                       np.random.default_rng(digits).integers(0, top + 1, 500)]))
+    text = encode_weights(values, digits)
+    assert decode_weights(text, digits) == values.tolist()
+    assert len(text) == len(values) * {1: 1, 2: 2, 3: 2, 4: 3, 5: 3, 6: 4}[digits]   # 64 ** width > 10 ** digits
+    assert re.fullmatch(r"[A-Za-z0-9_-]*", text)     # nothing that HTML or JSON would escape
+    with pytest.raises(ValueError, match=r"integers in \[0, "):
+        encode_weights(np.array([top + 1]), digits)
+
+
 def test_rounding_of_ties_and_one_hot_rows():
     w = np.array([[1 / 3, 1 / 3, 1 / 3], [1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
     r = round_rows(w, 3)
@@ -85,7 +99,8 @@ def test_page_carries_every_weight_rounded_and_the_export_in_full(seed):
         for k, (name, (q, key)) in enumerate(KINDS.items()):
             w = s["weights"][name]
             torch.testing.assert_close(w, before[name], rtol=0, atol=0)   # inputs unchanged
-            page = np.array(shown["w"][k]).reshape(2, 4, len(s["tokens"][q]), len(s["tokens"][key]))
+            page = np.array([[decode_weights(text, 3) for text in block] for block in shown["w"][k]])
+            page = page.reshape(2, 4, len(s["tokens"][q]), len(s["tokens"][key]))
             assert (page.sum(-1) == 1000).all()                            # every row sums to one
             assert np.abs(page / 1000 - w.numpy()).max() < 1e-3
             np.testing.assert_allclose(np.array(exported["weights"][k]), w.double().numpy(), atol=5e-7)
