@@ -303,10 +303,10 @@ and numbers show the weights it gives the tokens on the right.</div>
 # light theme, a lighter one on the dark theme (the book's html[data-theme=dark],
 # JupyterLab's body[data-jp-theme-light=false]); text keeps the page's own colour.
 _CSS = """
-#ROOT{--av-accent:30,100,200;--av-line:#1e64c8;--av-muted:#666;--av-border:#ccc;--av-sel:#ffe08a;\
+#ROOT{--av-accent:30,100,200;--av-alpha:0.55;--av-line:#1e64c8;--av-muted:#666;--av-border:#ccc;--av-sel:#ffe08a;\
 --av-sel-text:#000;font-family:inherit;font-size:14px;line-height:1.2;margin:0.5em 0;max-width:100%;\
 box-sizing:border-box;border:1px solid var(--av-border);border-radius:4px;padding:6px}
-html[data-theme=dark] #ROOT,body[data-jp-theme-light=false] #ROOT{--av-accent:110,170,255;\
+html[data-theme=dark] #ROOT,body[data-jp-theme-light=false] #ROOT{--av-accent:20,90,200;--av-alpha:0.8;\
 --av-line:#6eaaff;--av-muted:#aaa;--av-border:#555;--av-sel:#7a5c00;--av-sel-text:#fff}
 #ROOT .av-title{font-weight:bold;margin-bottom:4px}
 #ROOT .av-controls{display:flex;flex-wrap:wrap;gap:4px 12px;margin-bottom:4px}
@@ -444,7 +444,7 @@ _JS = r"""(function () {
       key.setAttribute('data-weight', text);
       key.title = 'weight ' + text;
       key.querySelector('.av-val').textContent = text;
-      key.querySelector('.av-word').style.background = 'rgba(var(--av-accent),' + (0.7 * v).toFixed(3) + ')';
+      key.querySelector('.av-word').style.background = 'rgba(var(--av-accent),calc(var(--av-alpha) * ' + v.toFixed(3) + '))';
       lines[j].setAttribute('y1', qy);
       lines[j].setAttribute('stroke-width', (0.5 + 5 * v).toFixed(2));
       lines[j].setAttribute('stroke-opacity', Math.max(v, 0.04).toFixed(3));
