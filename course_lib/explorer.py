@@ -299,15 +299,18 @@ and numbers show the weights it gives the tokens on the right.</div>
 <script>__JS__</script>
 </div>"""
 
-# Styles, scoped to one explorer (#ROOT becomes its id). Colours: a blue accent on the
-# light theme, a lighter one on the dark theme (the book's html[data-theme=dark],
-# JupyterLab's body[data-jp-theme-light=false]); text keeps the page's own colour.
+# Styles, scoped to one explorer (#ROOT becomes its id). The explorer sets its own
+# background and text colours, light or dark after the page's theme (the book's
+# html[data-theme=dark], JupyterLab's body[data-jp-theme-light=false]): the book shows
+# HTML outputs on a light grey box even in dark mode, so inheriting colours would mix the
+# two. The tint of a weight is the accent at up to 55 % (light) or 80 % (dark) opacity,
+# which keeps the token's text above WCAG's 4.5 : 1 contrast.
 _CSS = """
 #ROOT{--av-accent:30,100,200;--av-alpha:0.55;--av-line:#1e64c8;--av-muted:#666;--av-border:#ccc;--av-sel:#ffe08a;\
---av-sel-text:#000;font-family:inherit;font-size:14px;line-height:1.2;margin:0.5em 0;max-width:100%;\
+--av-sel-text:#000;--av-bg:#fff;--av-text:#222;background:var(--av-bg);color:var(--av-text);font-family:inherit;font-size:14px;line-height:1.2;margin:0.5em 0;max-width:100%;\
 box-sizing:border-box;border:1px solid var(--av-border);border-radius:4px;padding:6px}
 html[data-theme=dark] #ROOT,body[data-jp-theme-light=false] #ROOT{--av-accent:20,90,200;--av-alpha:0.8;\
---av-line:#6eaaff;--av-muted:#aaa;--av-border:#555;--av-sel:#7a5c00;--av-sel-text:#fff}
+--av-line:#6eaaff;--av-muted:#aaa;--av-border:#555;--av-sel:#7a5c00;--av-sel-text:#fff;--av-bg:#1b1f24;--av-text:#dde3ea}
 #ROOT .av-title{font-weight:bold;margin-bottom:4px}
 #ROOT .av-controls{display:flex;flex-wrap:wrap;gap:4px 12px;margin-bottom:4px}
 #ROOT .av-controls label{display:flex;align-items:center;gap:4px;max-width:100%}
