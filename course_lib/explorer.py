@@ -395,7 +395,12 @@ _JS = r"""(function () {
       var q = el('div', 'av-tok av-q', t);
       q.setAttribute('data-token-index', i); q.setAttribute('data-side', 'query');
       q.setAttribute('role', 'option'); q.tabIndex = -1;
-      q.addEventListener('mouseenter', function () { select(i, false); });
+      // Hover selects, but only when the mouse really moves: the browser also sends mouse
+      // events when the page scrolls under a resting pointer, which must not undo a choice
+      // made with the keyboard.
+      q.addEventListener('mousemove', function (ev) {
+        if ((ev.movementX || ev.movementY) && state.query !== i) select(i, false);
+      });
       q.addEventListener('click', function () { select(i, true); });
       q.addEventListener('keydown', function (ev) {
         var to = {ArrowDown: i + 1, ArrowRight: i + 1, ArrowUp: i - 1, ArrowLeft: i - 1, Home: 0, End: qt.length - 1}[ev.key];
