@@ -379,7 +379,7 @@ _JS = r"""(function () {
     if (k.blocks > 1) { blockMenu = menu('Block', numbers(k.blocks), function (v) { state.block = v; draw(); }); blockMenu.value = state.block; }
     if (k.heads > 1) { headMenu = menu('Head', numbers(k.heads), function (v) { state.head = v; draw(); }); headMenu.value = state.head; }
   }
-  var queries = [], keys = [], lines = [];
+  var queries = [], keys = [], lines = [], pointer = [null, null];   // pointer: last mouse position seen
   function build() {
     var s = data.sentences[state.sentence], k = data.kinds[state.kind];
     var qt = s.tokens[k.query], kt = s.tokens[k.key];
@@ -399,7 +399,9 @@ _JS = r"""(function () {
       // events when the page scrolls under a resting pointer, which must not undo a choice
       // made with the keyboard.
       q.addEventListener('mousemove', function (ev) {
-        if ((ev.movementX || ev.movementY) && state.query !== i) select(i, false);
+        var moved = ev.clientX !== pointer[0] || ev.clientY !== pointer[1];
+        pointer = [ev.clientX, ev.clientY];
+        if (moved && state.query !== i) select(i, false);
       });
       q.addEventListener('click', function () { select(i, true); });
       q.addEventListener('keydown', function (ev) {
