@@ -452,7 +452,7 @@ def test_boxes_that_scroll_say_so(browser, server):
 # --- Attention explorers (course_lib.explorer) --------------------------------------------
 #
 # Every chapter page with an explorer, once at each width: the weights a reader sees
-# after a click, a tap (phone) or the arrow keys equal those the notebook computed
+# after a hover or a click (desktop), a tap (phone) or the arrow keys equal those the notebook computed
 # (exported to the output's metadata, read here from the .ipynb, not from the page), every
 # row shown sums to one, another head, block or kind of attention shows other weights,
 # the explorer fits the screen (scrolling inside its own box), its colours stay readable
@@ -548,17 +548,20 @@ def check_shown(browser, k: int, export: dict, problems: list[str], what: str) -
     return state
 
 
-def tap_or_click(browser, element, touch: bool) -> None:
+def point_at(browser, element, how: str) -> None:
+    """Select a token as a reader would: "hover" (mouse over it), "click" or "tap" (touch)."""
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.actions import interaction
     from selenium.webdriver.common.actions.action_builder import ActionBuilder
     from selenium.webdriver.common.actions.pointer_input import PointerInput
 
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
-    if touch:
+    if how == "tap":
         actions = ActionBuilder(browser, mouse=PointerInput(interaction.POINTER_TOUCH, "finger"))
         actions.pointer_action.move_to(element).pointer_down().pointer_up()
         actions.perform()
+    elif how == "hover":
+        ActionChains(browser).move_to_element(element).perform()
     else:
         ActionChains(browser).move_to_element(element).click().perform()
 
@@ -595,12 +598,17 @@ def test_attention_explorers_show_the_notebooks_weights(browser, server, page, d
             state = check_shown(browser, k, export, problems, "first shown")
             assert state["sentence"] == sentence
             # click (desktop) or tap (phone) a few query tokens
-            for q in sorted({0, state["queries"] // 2, state["queries"] - 1}):
+            picks = list(dict.fromkeys([state["queries"] // 2, 0, state["queries"] - 1]))
+            picks.sort(key=lambda q: q == state["query"])          # hover first on a token not yet selected
+            for n, q in enumerate(picks):
                 token = root.find_element("css selector", f'[data-side=query][data-token-index="{q}"]')
-                tap_or_click(browser, token, touch=device == "phone")
-                state = check_shown(browser, k, export, problems, "after a tap" if device == "phone" else "after a click")
-                assert state["query"] == q, f"selecting query token {q} showed query {state['query']}"
+                how = "tap" if device == "phone" else "hover" if n == 0 else "click"
+                point_at(browser, token, how)
+                state = check_shown(browser, k, export, problems, f"after a {how}")
+                assert state["query"] == q, f"{how} on query token {q} showed query {state['query']}"
             # the keyboard: the selected token has the focus; Up and Home move the selection
+            token = root.find_element("css selector", f'[data-side=query][data-token-index="{state["queries"] - 1}"]')
+            point_at(browser, token, "tap" if device == "phone" else "click")
             token.send_keys(Keys.ARROW_UP)
             state = check_shown(browser, k, export, problems, "after the Up key")
             if state["queries"] > 1:
