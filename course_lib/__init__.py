@@ -14,13 +14,19 @@ module                      chapter
 ``course_lib.attention_scoring``  2. additive and scaled dot-product attention
 ``course_lib.benchmark``    2. timing and peak memory of attention
 ``course_lib.multihead_attention``  4. multi-head and local-window self-attention
+``course_lib.attention``    4-7. attention after the projections, written once:
+                            heads, masks, both paths, grouped heads, rotation hook
+``course_lib.kv_cache``     5, 7. the key/value cache (``KVCache.update``)
 ``course_lib.seq2seq``      3. RNN encoder, plain and Bahdanau decoders
 ``course_lib.training``     3, 5, 6. training loop, schedules, early stopping
 ``course_lib.decoding``     3, 5. greedy, batched and beam-search decoding, BLEU
 ``course_lib.positional_encoding``  4. sinusoidal and learned positional encodings
 ``course_lib.transformer``  5. the Transformer encoder, decoder and model
-``course_lib.bert``         6. BERT: input builder, MLM masking, NSP pairs,
-                            the model, fine-tuning heads, Hugging Face bridge
+``course_lib.bert``         6. the BERT model and its fine-tuning heads
+``course_lib.bert_data``    6. BERT's inputs, MLM masking, NSP pairs, datasets
+``course_lib.bert_losses``  6. the pretraining losses (masked LM, next sentence)
+``course_lib.bert_checkpoint``  6. saving and loading a BERT with its vocabulary
+``course_lib.hf_bridge``    6. to and from Hugging Face ``transformers`` (BERT)
 ``course_lib.pretrain_bert``  6. BERT pretraining on one or several GPUs
                             (``torchrun -m course_lib.pretrain_bert``)
 ``course_lib.stats``        3, 5, 6. intervals for measured rates (Wilson)

@@ -118,12 +118,15 @@ def hide_masked_keys(mask: Tensor | None, *tensors: Tensor) -> list[Tensor]:
 
 
 def fused_dot_product_attention(
-    queries: Tensor, keys: Tensor, values: Tensor, attn_mask: Tensor | None = None, dropout_p: float = 0.0
+    queries: Tensor, keys: Tensor, values: Tensor, attn_mask: Tensor | None = None, dropout_p: float = 0.0,
+    enable_gqa: bool = False,
 ) -> Tensor:
     """PyTorch's fused ``scaled_dot_product_attention``, with fully masked query rows set to zero.
 
     Args: queries (..., Tq, D), keys (..., Tk, D), values (..., Tk, Dv); ``attn_mask``
     boolean, broadcastable to (..., Tq, Tk), True = may attend. Returns (..., Tq, Dv).
+    ``enable_gqa``: keys and values (B, Hkv, Tk, .) with fewer heads than the queries
+    (B, H, Tq, D), each shared by H / Hkv consecutive query heads (PyTorch's argument).
 
     A query that may attend to no key has no meaningful softmax. The course's
     convention is an output of zero there; recent PyTorch kernels on the CPU return
@@ -135,7 +138,8 @@ def fused_dot_product_attention(
     finite here (see :func:`hide_masked_keys`, which :func:`dot_product_attention` and
     ``MultiHeadAttention`` apply first).
     """
-    out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=attn_mask, dropout_p=dropout_p)
+    out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=attn_mask, dropout_p=dropout_p,
+                                         enable_gqa=enable_gqa)
     if attn_mask is not None:
         attends_to_none = ~attn_mask.any(dim=-1, keepdim=True)  # (..., Tq or 1, 1)
         out = out.masked_fill(attends_to_none, 0.0)  # (..., Tq, Dv)

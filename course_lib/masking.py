@@ -85,18 +85,27 @@ def padding_mask(valid_lens: Tensor, num_queries: int, num_keys: int) -> Tensor:
     return _length_mask(valid_lens, batch, num_queries, num_keys, per_query=True)  # (B, Tq, Tk)
 
 
-def causal_mask(num_queries: int, num_keys: int | None = None, device: torch.device | str | None = None) -> Tensor:
+def causal_mask(
+    num_queries: int,
+    num_keys: int | None = None,
+    device: torch.device | str | None = None,
+    *,
+    offset: int | None = None,
+) -> Tensor:
     """Boolean mask (Tq, Tk): query i may attend to keys 0..i (and no later ones).
 
     With more keys than queries (``num_keys > num_queries``, e.g. cached earlier keys),
     the queries are the *last* ``num_queries`` positions: query i sees keys up to
-    ``i + num_keys - num_queries``.
+    ``i + num_keys - num_queries``. ``offset`` (an int >= 0) places them elsewhere:
+    query i sees keys 0 .. i + offset.
     """
     check_int("num_queries", num_queries, minimum=0)
     num_keys = num_queries if num_keys is None else check_int("num_keys", num_keys, minimum=0)
-    if num_queries < 0 or num_keys < num_queries:
-        raise ValueError(f"causal_mask needs 0 <= num_queries <= num_keys, got {num_queries} and {num_keys}")
-    offset = num_keys - num_queries
+    if offset is None:
+        if num_queries < 0 or num_keys < num_queries:
+            raise ValueError(f"causal_mask needs 0 <= num_queries <= num_keys, got {num_queries} and {num_keys}")
+        offset = num_keys - num_queries
+    check_int("offset", offset, minimum=0)
     i = torch.arange(num_queries, device=device).unsqueeze(1)  # (Tq, 1)
     j = torch.arange(num_keys, device=device).unsqueeze(0)  # (1, Tk)
     return j <= i + offset  # (Tq, Tk)

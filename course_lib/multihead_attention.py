@@ -13,6 +13,8 @@ the book's ``X W_Q``. Self-attention is the special case in which queries, keys 
 values are the same sequence. Code indexes heads from 0; the book numbers them 1 to H,
 so the code's head j is the book's head j + 1.
 
+Everything after the projections (the head split, the masks, the two paths below, the
+merge) is :func:`course_lib.attention.attention`, which the Transformer and BERT use too.
 Two implementations with the same parameters and the same results, chosen by ``impl``:
 
 * ``"manual"``, the teaching path: the heads are reshaped into the batch axis,
@@ -36,46 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from course_lib._checks import check_bool, check_features, check_int, describe, is_int
-from course_lib.attention_scoring import (
-    DotProductAttention,
-    _check_impl,
-    _check_qkv,
-    fused_dot_product_attention,
-    hide_masked_keys,
-)
-from course_lib.masking import combine_masks
-
-
-def _check_heads(num_hiddens: int, num_heads: int) -> None:
-    if not is_int(num_hiddens) or not is_int(num_heads) or num_hiddens <= 0 or num_heads <= 0:
-        raise ValueError(f"num_hiddens and num_heads must be positive ints, got {num_hiddens!r} and {num_heads!r}")
-    if num_hiddens % num_heads:
-        divisors = [h for h in range(1, num_hiddens + 1) if num_hiddens % h == 0]
-        raise ValueError(
-            f"num_heads must divide num_hiddens (each head gets num_hiddens / num_heads features), "
-            f"got num_hiddens={num_hiddens} and num_heads={num_heads}; head counts that work: {divisors}"
-        )
-
-
-def split_heads(X: Tensor, num_heads: int) -> Tensor:
-    """(B, T, D) -> (B, H, T, Dh): feature block j (columns j*Dh .. (j+1)*Dh - 1) becomes head j.
-
-    j counts from 0 here; the book calls this head j + 1.
-    """
-    if not isinstance(X, Tensor) or X.dim() != 3:
-        raise ValueError(f"split_heads expects a tensor (B, T, D), got {describe(X)}")
-    _check_heads(X.shape[-1], num_heads)
-    B, T, D = X.shape
-    return X.reshape(B, T, num_heads, D // num_heads).transpose(1, 2)  # (B, T, H, Dh) -> (B, H, T, Dh)
-
-
-def merge_heads(X: Tensor) -> Tensor:
-    """(B, H, T, Dh) -> (B, T, H * Dh): the inverse of :func:`split_heads` (concatenate the heads)."""
-    if not isinstance(X, Tensor) or X.dim() != 4:
-        raise ValueError(f"merge_heads expects a tensor (B, H, T, Dh), got {describe(X)}")
-    B, H, T, Dh = X.shape
-    return X.transpose(1, 2).reshape(B, T, H * Dh)  # (B, T, H, Dh) -> (B, T, D)
+from course_lib._checks import check_bool, check_features, check_int, describe
+from course_lib.attention import attention, attention_mask, check_heads, check_kv_heads, merge_heads, split_heads
+from course_lib.attention_scoring import DotProductAttention, _check_impl, _check_qkv, hide_masked_keys
 
 
 def transpose_qkv(X: Tensor, num_heads: int) -> Tensor:
@@ -109,7 +74,9 @@ class MultiHeadAttention(nn.Module):
     ``W_q``, ``W_k``, ``W_v`` and ``W_o`` map to ``num_hiddens`` features. As in d2l,
     the first three learn their input sizes on the first call (lazy layers) unless
     ``query_size``, ``key_size`` and ``value_size`` are given. ``num_heads`` must divide
-    ``num_hiddens``.
+    ``num_hiddens``. ``num_kv_heads`` (a divisor of ``num_heads``; default
+    ``num_heads``) gives ``W_k`` and ``W_v`` fewer heads, ``num_kv_heads * D / H``
+    outputs: grouped-query attention (multi-query with 1), see ``course_lib.attention``.
 
     Forward ``(queries (B, Tq, Dq), keys (B, Tk, Dk), values (B, Tk, Dv), valid_lens=None,
     attn_mask=None) -> (B, Tq, D)``. ``valid_lens`` is None, (B,) or (B, Tq) as in
@@ -139,19 +106,23 @@ class MultiHeadAttention(nn.Module):
         query_size: int | None = None,
         key_size: int | None = None,
         value_size: int | None = None,
+        *,
+        num_kv_heads: int | None = None,
     ) -> None:
         super().__init__()
-        _check_heads(num_hiddens, num_heads)
+        check_heads(num_hiddens, num_heads)
+        self.num_kv_heads = check_kv_heads(num_heads, num_kv_heads)
         check_bool("bias", bias)
         for name, size in (("query_size", query_size), ("key_size", key_size), ("value_size", value_size)):
             if size is not None:
                 check_int(name, size)
         self.num_hiddens, self.num_heads = num_hiddens, num_heads
         self.impl = _check_impl(impl)
-        self.attention = DotProductAttention(dropout)  # the teaching path's per-head attention
+        self.attention = DotProductAttention(dropout)  # keeps the dropout and the teaching path's weights
+        kv_hiddens = self.num_kv_heads * (num_hiddens // num_heads)
         self.W_q = _linear(query_size, num_hiddens, bias)
-        self.W_k = _linear(key_size, num_hiddens, bias)
-        self.W_v = _linear(value_size, num_hiddens, bias)
+        self.W_k = _linear(key_size, kv_hiddens, bias)
+        self.W_v = _linear(value_size, kv_hiddens, bias)
         self.W_o = nn.Linear(num_hiddens, num_hiddens, bias=bias)
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -181,27 +152,27 @@ class MultiHeadAttention(nn.Module):
         _check_qkv(queries, keys, values, same_size=False)
         for layer, X, name in ((self.W_q, queries, "queries"), (self.W_k, keys, "keys"), (self.W_v, values, "values")):
             check_features(layer, X, name)
-        H = self.num_heads
         B, Tq, Tk = queries.shape[0], queries.shape[1], keys.shape[1]
-        mask = combine_masks(torch.Size((B, Tq, Tk)), valid_lens, attn_mask)  # (B, Tq or 1, Tk) bool, or None
-        if mask is not None:  # give it its batch axis: (B, Tq or 1, Tk)
-            mask = mask.expand(torch.broadcast_shapes(mask.shape, (B, 1, 1)))
+        mask = attention_mask(B, Tq, Tk, valid_lens, attn_mask)  # (B or 1, Tq or 1, Tk) bool, or None
         keys, values = hide_masked_keys(mask, keys, values)  # keys no query may see: zero, whatever they held
-        q, k, v = self.W_q(queries), self.W_k(keys), self.W_v(values)  # (B, Tq, D), (B, Tk, D), (B, Tk, D)
-        if self.impl == "sdpa":
-            p = self.attention.dropout_p if self.training else 0.0
-            out = fused_dot_product_attention(  # fully masked query rows give zeros on every backend
-                split_heads(q, H),  # (B, H, Tq, Dh)
-                split_heads(k, H),  # (B, H, Tk, Dh)
-                split_heads(v, H),  # (B, H, Tk, Dh)
-                attn_mask=None if mask is None else mask.unsqueeze(1),  # (B, 1, Tq or 1, Tk): same for every head
-                dropout_p=p,
-            )  # (B, H, Tq, Dh)
-            return self.W_o(merge_heads(out))  # (B, Tq, D)
-        if mask is not None:
-            mask = mask.repeat_interleave(H, dim=0)  # (B * H, Tq or 1, Tk): row b * H + h is head h of sequence b
-        out = self.attention(transpose_qkv(q, H), transpose_qkv(k, H), transpose_qkv(v, H), attn_mask=mask)
-        return self.W_o(transpose_output(out, H))  # (B * H, Tq, Dh) -> (B, Tq, D) -> (B, Tq, D)
+        out = self.attend(self.W_q(queries), self.W_k(keys), self.W_v(values), attn_mask=mask)  # (B, Tq, D)
+        return self.W_o(out)  # (B, Tq, D)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, **kwargs) -> Tensor:
+        """:func:`course_lib.attention.attention` with this layer's heads, path and dropout: (B, Tq, D).
+
+        ``q``, ``k``, ``v`` are projections (``W_q(queries)`` ...); ``kwargs`` are the
+        function's (``valid_lens``, ``attn_mask``, ``causal``, ``rotate``, ``cache``, ...).
+        On the teaching path the weights are kept for ``attention_weights``. Returns the
+        merged heads, before ``W_o``.
+        """
+        p = self.attention.dropout_p if self.training else 0.0
+        out, weights = attention(q, k, v, self.num_heads, num_kv_heads=self.num_kv_heads, impl=self.impl,
+                                 dropout_p=p, **kwargs)
+        if weights is not None:  # (B, H, Tq, Tk), kept as d2l keeps them: (B * H, Tq, Tk)
+            B, H, Tq, Tk = weights.shape
+            self.attention._attention_weights = weights.detach().reshape(B * H, Tq, Tk)
+        return out
 
 
 def local_attention(queries: Tensor, keys: Tensor, values: Tensor, window: int) -> Tensor:

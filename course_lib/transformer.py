@@ -80,7 +80,6 @@ import math
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from course_lib._checks import (
@@ -90,9 +89,9 @@ from course_lib._checks import (
     check_probability,
     refuse_untied_state_dict,
 )
-from course_lib.attention_scoring import IMPLEMENTATIONS, fused_dot_product_attention
-from course_lib.masking import causal_mask, combine_masks
-from course_lib.multihead_attention import MultiHeadAttention, merge_heads, split_heads, transpose_output, transpose_qkv
+from course_lib.attention_scoring import IMPLEMENTATIONS
+from course_lib.masking import combine_masks
+from course_lib.multihead_attention import MultiHeadAttention
 from course_lib.positional_encoding import PositionalEncoding
 
 #: Table 3 of Vaswani et al. (2017): sizes of the base and big models (dropout: the big
@@ -373,41 +372,6 @@ class BlockCache(NamedTuple):
     src_values: Tensor  #: (B, Ts, D) cross-attention values enc_outputs W_v
 
 
-def _attend(
-    mha: MultiHeadAttention, q: Tensor, k: Tensor, v: Tensor, valid_lens: Tensor | None = None, causal: bool = False
-) -> Tensor:
-    """MultiHeadAttention after its input projections: (B, Tq, D) -> (B, Tq, D).
-
-    ``q`` (B, Tq, D) are projected queries, ``k`` and ``v`` (B, Tk, D) projected keys and
-    values (e.g. cached ones followed by new ones). ``valid_lens`` (B,) masks padded
-    keys; ``causal`` makes the queries the *last* Tq of the Tk positions, query i seeing
-    keys 0 .. i + Tk - Tq. The same computation as ``mha(queries, keys, values,
-    valid_lens, attn_mask)`` when q, k, v are ``mha.W_q(queries)``, ``mha.W_k(keys)``,
-    ``mha.W_v(values)``; on the teaching path the weights are kept in ``mha``.
-    """
-    H, B, Tq, Tk = mha.num_heads, q.shape[0], q.shape[1], k.shape[1]
-    if causal and Tk < Tq:
-        raise ValueError(f"causal attention needs at least as many keys as queries, got Tq={Tq} and Tk={Tk}")
-    needs_causal_mask = causal and Tq > 1  # the newest position alone sees every key
-    if mha.impl == "sdpa":
-        p = mha.attention.dropout_p if mha.training else 0.0
-        qh, kh, vh = split_heads(q, H), split_heads(k, H), split_heads(v, H)  # (B, H, Tq, Dh), (B, H, Tk, Dh) x 2
-        if valid_lens is None and (not needs_causal_mask or Tq == Tk):  # the kernel's own causal masking, or none
-            out = F.scaled_dot_product_attention(qh, kh, vh, dropout_p=p, is_causal=needs_causal_mask)
-        else:
-            causal_part = causal_mask(Tq, Tk, device=q.device) if needs_causal_mask else None
-            mask = combine_masks(torch.Size((B, Tq, Tk)), valid_lens, causal_part)  # (B or 1, Tq or 1, Tk) or (Tq, Tk)
-            mask = mask.expand(torch.broadcast_shapes(mask.shape, (B, 1, 1)))  # (B, Tq or 1, Tk)
-            out = fused_dot_product_attention(qh, kh, vh, mask.unsqueeze(1), dropout_p=p)  # same mask for every head
-        return mha.W_o(merge_heads(out))  # (B, H, Tq, Dh) -> (B, Tq, D) -> (B, Tq, D)
-    causal_part = causal_mask(Tq, Tk, device=q.device) if needs_causal_mask else None
-    mask = combine_masks(torch.Size((B, Tq, Tk)), valid_lens, causal_part)  # None, (Tq, Tk) or (B, Tq or 1, Tk)
-    if mask is not None and mask.dim() == 3:
-        mask = mask.repeat_interleave(H, dim=0)  # (B * H, Tq or 1, Tk): row b * H + h is head h of sequence b
-    out = mha.attention(transpose_qkv(q, H), transpose_qkv(k, H), transpose_qkv(v, H), attn_mask=mask)
-    return mha.W_o(transpose_output(out, H))  # (B * H, Tq, Dh) -> (B, Tq, D) -> (B, Tq, D)
-
-
 def _check_state(state: object, num_blks: int | None) -> tuple[Tensor, Tensor | None, list]:
     """Unpack ``[enc_outputs, enc_valid_lens, cache]``; the cache is returned as a new list."""
     if state is None:
@@ -478,10 +442,10 @@ class TransformerDecoderBlock(_SwitchesImpl):
             if past is not None:  # prepend the cached positions: (B, T_past + Tt, D)
                 K, V = torch.cat([past.keys, K], dim=1), torch.cat([past.values, V], dim=1)
             new_kv.append((K, V))
-            return _attend(a1, a1.W_q(h), K, V, causal=True)
+            return a1.W_o(a1.attend(a1.W_q(h), K, V, causal=True))  # (B, Tt, D)
 
         def cross_attention(h: Tensor) -> Tensor:  # queries from the target, keys and values from the source
-            return _attend(a2, a2.W_q(h), src_keys, src_values, valid_lens=enc_valid_lens)
+            return a2.W_o(a2.attend(a2.W_q(h), src_keys, src_values, valid_lens=enc_valid_lens))  # (B, Tt, D)
 
         Y = _sublayer(self.addnorm1, X, self_attention, self.norm_first)
         Z = _sublayer(self.addnorm2, Y, cross_attention, self.norm_first)
