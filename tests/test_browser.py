@@ -561,7 +561,12 @@ def point_at(browser, element, how: str) -> None:
         actions.pointer_action.move_to(element).pointer_down().pointer_up()
         actions.perform()
     elif how == "hover":
-        ActionChains(browser).move_to_element(element).perform()
+        # a real move onto the token. The explorer ignores a mouse event at the position of
+        # the last one it saw (the browser sends one when the page scrolls under a resting
+        # pointer), and scrolling put this token where the last click was, at its centre:
+        # so come from above and stop a few pixels off the centre
+        ActionChains(browser).move_to_element_with_offset(element, 0, -30) \
+            .move_to_element_with_offset(element, 3, 2).perform()
     else:
         ActionChains(browser).move_to_element(element).click().perform()
 
@@ -637,6 +642,11 @@ def test_attention_explorers_show_the_notebooks_weights(browser, server, page, d
         # fits the screen, and readable colours in both themes
         for dark in (False, True):
             set_dark(browser, dark)
+            wanted = "dark" if dark else "light"
+            for _ in range(50):   # the theme follows the system's setting on its change event
+                if browser.execute_script("return document.documentElement.dataset.theme") == wanted:
+                    break
+                time.sleep(0.1)
             colours = browser.execute_script(CONTRAST, k)
             assert colours["theme"] == ("dark" if dark else "light"), colours
             assert colours["page"] <= colours["width"] + 1 and colours["right"] <= colours["width"] + 1, colours
