@@ -8,6 +8,8 @@ module                      chapter
 ``course_lib.utils``        every chapter: seeding and device choice
 ``course_lib.plotting``     every chapter: line plots and heatmaps
 ``course_lib.notebook_figures``  every chapter: figures stored as the book shows them
+``course_lib.explorer``     3 to 6: interactive attention explorers for the
+                            online book (``plotting.attention_explorer``)
 ``course_lib.kernel_regression``  1. attention pooling (Nadaraya–Watson)
 ``course_lib.masking``      2. masked softmax and mask helpers
 ``course_lib.attention_scoring``  2. additive and scaled dot-product attention

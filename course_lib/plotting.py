@@ -43,6 +43,7 @@ from course_lib.notebook_figures import (  # noqa: F401  (re-exported; importing
     smallest_text,
     use_book_figures,
 )
+from course_lib.explorer import attention_explorer  # noqa: F401  (interactive explorer; see course_lib.explorer)
 
 ArrayLike = Any  # a tensor, a NumPy array or a (nested) list of numbers
 

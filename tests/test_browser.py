@@ -447,3 +447,217 @@ def test_boxes_that_scroll_say_so(browser, server):
     assert state is not None, "expected chapter 6's ELMo/GPT/BERT table to be wider than a phone's column"
     assert "course-more-right" in state["before"] and "course-more-left" not in state["before"]
     assert "course-more-left" in state["after"] and "course-more-right" not in state["after"]
+
+
+# --- Attention explorers (course_lib.explorer) --------------------------------------------
+#
+# Every chapter page with an explorer, once at each width: the weights a reader sees
+# after a hover or a click (desktop), a tap (phone) or the arrow keys equal those the notebook computed
+# (exported to the output's metadata, read here from the .ipynb, not from the page), every
+# row shown sums to one, another head, block or kind of attention shows other weights,
+# the explorer fits the screen (scrolling inside its own box), its colours stay readable
+# in dark mode, the console shows no error, and no request leaves the page.
+
+EXPLORER_KEY = "course_lib/attention_explorer"
+
+
+def stored_explorers(page: str) -> list[dict]:
+    """The weights behind each explorer of a chapter, in page order, from its notebook."""
+    import json
+
+    nb = json.loads((ROOT / page).with_suffix(".ipynb").read_text())
+    return [o["metadata"][EXPLORER_KEY] for c in nb["cells"] if c["cell_type"] == "code"
+            for o in c["outputs"] if EXPLORER_KEY in o.get("metadata", {})]
+
+
+EXPLORER_PAGES = [p for p in CHAPTERS if stored_explorers(p)]
+
+# What the page shows: the explorer's state and the weights on its key tokens.
+EXPLORER_STATE = r"""
+const root = document.querySelectorAll('.attention-view')[arguments[0]];
+const keys = Array.from(root.querySelectorAll('[data-side=key]'));
+const active = document.activeElement;
+return {sentence: +root.dataset.sentence, kind: +root.dataset.kind, block: +root.dataset.block,
+        head: +root.dataset.head, query: +root.dataset.query,
+        keys: keys.map(k => +k.dataset.tokenIndex), weights: keys.map(k => k.dataset.weight),
+        queries: root.querySelectorAll('[data-side=query]').length,
+        focused: active && root.contains(active) && active.dataset.side === 'query' ? +active.dataset.tokenIndex : null};
+"""
+
+CHOOSE = r"""
+const root = document.querySelectorAll('.attention-view')[arguments[0]];
+const select = root.querySelector(`select[data-role="${arguments[1]}"]`);
+if (!select) return false;
+select.value = String(arguments[2]);
+select.dispatchEvent(new Event('change', {bubbles: true}));
+return true;
+"""
+
+# Colours in the explorer: the contrast of its text (and of the selected token) with the
+# background behind it, by WCAG's formula.
+CONTRAST = r"""
+const root = document.querySelectorAll('.attention-view')[arguments[0]];
+const rgb = s => (s.match(/[\d.]+/g) || []).map(Number);
+function background(el) {
+  // the colour behind el's text: its own and its ancestors' backgrounds, composited
+  const layers = [];
+  for (let a = el; a; a = a.parentElement) {
+    const c = rgb(getComputedStyle(a).backgroundColor);
+    const alpha = c.length === 4 ? c[3] : 1;
+    if (alpha > 0) layers.push([c.slice(0, 3), alpha]);
+    if (alpha >= 1) break;
+  }
+  let colour = [255, 255, 255];
+  for (const [c, alpha] of layers.reverse()) colour = colour.map((v, i) => alpha * c[i] + (1 - alpha) * v);
+  return colour;
+}
+const lum = c => { const v = c.map(x => { x /= 255; return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); });
+                   return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; };
+const ratio = el => { const a = lum(rgb(getComputedStyle(el).color).slice(0, 3)), b = lum(background(el));
+                      return (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05); };
+const selected = root.querySelector('[data-side=query][aria-selected=true]');
+const keys = Array.from(root.querySelectorAll('[data-side=key]'));
+const strongest = keys.reduce((a, b) => (+b.dataset.weight > +a.dataset.weight ? b : a));   // the darkest tint
+const token = strongest.querySelector('.av-word'), value = strongest.querySelector('.av-val');
+const box = root.getBoundingClientRect(), scroller = root.querySelector('.av-scroll');
+return {theme: document.documentElement.dataset.theme, selected: ratio(selected), token: ratio(token),
+        value: ratio(value), right: box.right, width: document.documentElement.clientWidth,
+        page: document.documentElement.scrollWidth, scrolls: getComputedStyle(scroller).overflowX};
+"""
+
+
+def exported_row(export: dict, state: dict) -> list[float]:
+    s = export["sentences"][state["sentence"]]
+    return s["weights"][state["kind"]][state["block"]][state["head"]][state["query"]]
+
+
+def check_shown(browser, k: int, export: dict, problems: list[str], what: str) -> dict:
+    """Compare the weights shown by explorer k with the exported ones; return the state."""
+    state = browser.execute_script(EXPLORER_STATE, k)
+    expected = exported_row(export, state)
+    shown = [float(w) for w in state["weights"]]
+    digits = export["digits"]
+    where = (f"{what}: sentence {state['sentence'] + 1}, kind {state['kind']}, block {state['block'] + 1}, "
+             f"head {state['head'] + 1}, query {state['query']}")
+    if state["keys"] != list(range(len(expected))):
+        problems.append(f"{where}: key tokens {state['keys']}, expected {len(expected)}")
+    elif any(abs(a - b) >= 10 ** -digits + 1e-9 for a, b in zip(shown, expected)):
+        problems.append(f"{where}: shown {shown}, computed {[round(v, 4) for v in expected]}")
+    if abs(sum(shown) - 1) > 1e-9 * len(shown) + 10 ** -(digits + 3):
+        problems.append(f"{where}: the weights shown sum to {sum(shown):.6f}")
+    return state
+
+
+def point_at(browser, element, how: str) -> None:
+    """Select a token as a reader would: "hover" (mouse over it), "click" or "tap" (touch)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.actions import interaction
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+    from selenium.webdriver.common.actions.pointer_input import PointerInput
+
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    if how == "tap":
+        actions = ActionBuilder(browser, mouse=PointerInput(interaction.POINTER_TOUCH, "finger"))
+        actions.pointer_action.move_to(element).pointer_down().pointer_up()
+        actions.perform()
+    elif how == "hover":
+        # a real move onto the token. The explorer ignores a mouse event at the position of
+        # the last one it saw (the browser sends one when the page scrolls under a resting
+        # pointer), and scrolling put this token where the last click was, at its centre:
+        # so come from above and stop a few pixels off the centre
+        ActionChains(browser).move_to_element_with_offset(element, 0, -30) \
+            .move_to_element_with_offset(element, 3, 2).perform()
+    else:
+        ActionChains(browser).move_to_element(element).click().perform()
+
+
+def differing_row(export: dict, state: dict, field_name: str, count: int) -> int | None:
+    """Another block or head (field_name) whose row for the current query differs from this one's."""
+    here = exported_row(export, state)
+    for other in range(count):
+        if other != state[field_name]:
+            row = exported_row(export, {**state, field_name: other})
+            if max(abs(a - b) for a, b in zip(row, here)) > 2 * 10 ** -export["digits"]:
+                return other
+    return None
+
+
+@pytest.mark.parametrize("page, device", [(p, d) for p in EXPLORER_PAGES for d in WIDTHS],
+                         ids=[f"{Path(p).stem}-{d}" for p in EXPLORER_PAGES for d in WIDTHS])
+def test_attention_explorers_show_the_notebooks_weights(browser, server, page, device):
+    from selenium.webdriver.common.keys import Keys
+
+    exports = stored_explorers(page)
+    set_width(browser, WIDTHS[device])
+    set_dark(browser, False)
+    browser.get_log("browser")
+    load(browser, f"{server}/{page}")
+    count = browser.execute_script("return document.querySelectorAll('.attention-view').length")
+    assert count == len(exports), f"{count} explorers on the page, {len(exports)} in the notebook"
+    problems: list[str] = []
+    for k, export in enumerate(exports):
+        root = browser.find_elements("css selector", ".attention-view")[k]
+        n_sentences = len(export["sentences"])
+        for sentence in sorted({0, n_sentences // 2, n_sentences - 1}):
+            browser.execute_script(CHOOSE, k, "sentence", sentence)
+            state = check_shown(browser, k, export, problems, "first shown")
+            assert state["sentence"] == sentence
+            # click (desktop) or tap (phone) a few query tokens
+            picks = list(dict.fromkeys([state["queries"] // 2, 0, state["queries"] - 1]))
+            picks.sort(key=lambda q: q == state["query"])          # hover first on a token not yet selected
+            for n, q in enumerate(picks):
+                token = root.find_element("css selector", f'[data-side=query][data-token-index="{q}"]')
+                how = "tap" if device == "phone" else "hover" if n == 0 else "click"
+                point_at(browser, token, how)
+                state = check_shown(browser, k, export, problems, f"after a {how}")
+                assert state["query"] == q, f"{how} on query token {q} showed query {state['query']}"
+            # the keyboard: the selected token has the focus; Up and Home move the selection
+            token = root.find_element("css selector", f'[data-side=query][data-token-index="{state["queries"] - 1}"]')
+            point_at(browser, token, "tap" if device == "phone" else "click")
+            token.send_keys(Keys.ARROW_UP)
+            state = check_shown(browser, k, export, problems, "after the Up key")
+            if state["queries"] > 1:
+                assert state["query"] == state["queries"] - 2 and state["focused"] == state["query"], state
+            browser.switch_to.active_element.send_keys(Keys.HOME)
+            state = check_shown(browser, k, export, problems, "after the Home key")
+            assert state["query"] == 0 and state["focused"] == 0, state
+        # another kind of attention, block or head shows other weights
+        for role, field_name in (("attention", "kind"), ("block", "block"), ("head", "head")):
+            kinds = export["kinds"]
+            total = len(kinds) if field_name == "kind" else kinds[state["kind"]][field_name + "s"]
+            if total < 2:
+                continue
+            if field_name == "kind":
+                assert browser.execute_script(CHOOSE, k, role, 1)
+                state = check_shown(browser, k, export, problems, "another kind of attention")
+                assert state["kind"] == 1
+                continue
+            other = differing_row(export, state, field_name, total)
+            if other is None:
+                continue
+            before = state["weights"]
+            assert browser.execute_script(CHOOSE, k, role, other)
+            state = check_shown(browser, k, export, problems, f"another {field_name}")
+            assert state[field_name] == other and state["weights"] != before, (field_name, state)
+        # fits the screen, and readable colours in both themes
+        for dark in (False, True):
+            set_dark(browser, dark)
+            wanted = "dark" if dark else "light"
+            for _ in range(50):   # the theme follows the system's setting on its change event
+                if browser.execute_script("return document.documentElement.dataset.theme") == wanted:
+                    break
+                time.sleep(0.1)
+            colours = browser.execute_script(CONTRAST, k)
+            assert colours["theme"] == ("dark" if dark else "light"), colours
+            assert colours["page"] <= colours["width"] + 1 and colours["right"] <= colours["width"] + 1, colours
+            assert colours["scrolls"] in ("auto", "scroll"), colours
+            for part in ("selected", "token", "value"):
+                assert colours[part] >= 4.5, f"explorer {k}, {'dark' if dark else 'light'} theme: {part} contrast {colours}"
+        set_dark(browser, False)
+    assert problems == [], "\n".join(problems[:20])
+    origin = server.rstrip("/")
+    requests = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    outside = [r for r in requests if not r.startswith(origin) and not r.startswith("data:")]
+    assert outside == [], f"requests that left the page: {outside}"
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == [], errors
