@@ -45,6 +45,8 @@ module                      chapter
                             rotary positions, sliding window
 ``course_lib.gpt_cache``    7. the rolling (sliding-window) cache, cache memory
 ``course_lib.gpt_generate``  7. greedy decoding, temperature, top-k and top-p sampling
+``course_lib.gpt_translation``  7. translation as "english <sep> french <eos>": encoding,
+                            batches with the loss on the French, training, translating
 ==========================  ===========================================
 
 Data for chapters 3 to 6: ``course_lib.corpus`` (the generated English–French corpus,
