@@ -1,4 +1,4 @@
-"""course_lib: the companion package of the course *Attention, from kernel regression to BERT*.
+"""course_lib: the companion package of the course *Attention, from kernel regression to BERT and GPT*.
 
 One small module per idea, in book order:
 

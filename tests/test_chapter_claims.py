@@ -194,3 +194,20 @@ def test_chapter_5_prose_numbers_that_are_not_printed():
     assert f"would have a spread of {spread:.2f}" in flat
     assert f"$2 \\times {blocks} \\times {d} = {2 * blocks * d:,}$ numbers per generated position" \
         .replace(",", "{,}") in flat
+
+
+def test_chapter_7_prose_quotes_the_printed_counts():
+    """Section 7.8's memory figures and section 7.11's parameter counts are quoted from the printout."""
+    name = "chapter_07_decoder_only.ipynb"
+    flat, out = " ".join(markdown(name).split()), stored_outputs(name)
+    weights = re.search(r"weights (\d+) MiB", out).group(1)
+    multi_batch = re.search(r"12 \(multi-head\)\s+\d+ KiB\s+\d+ MiB\s+(\d+) MiB", out).group(1)
+    assert f"({multi_batch} MiB) is more than twice the weights ({weights} MiB)" in flat
+    assert int(multi_batch) > 2 * int(weights)
+    for count in ("124,439,808", "6,738,415,616"):
+        assert count in out
+    assert "124,439,808" in flat
+    per_block = re.search(r"GPT-2 small: .*?blocks of ([\d,]+) parameters", out).group(1)
+    assert f"{per_block} per block" in flat
+    held = re.search(r"bytes held by the cache after .*?\.\.\. \[(\d+), (\d+)\]", out)
+    assert held.group(1) == held.group(2) == str(7 * 4 * 2 * 64 * 4)   # 7 positions x 4 blocks x K,V x 64 x float32

@@ -1,4 +1,4 @@
-"""The explorers stored in chapters 3 to 6: what each page carries equals what its notebook computed.
+"""The explorers stored in chapters 3 to 7: what each page carries equals what its notebook computed.
 
 Read from the executed notebooks (no kernel, no browser): every explorer's HTML carries
 the exported weights, rounded so that each row sums to one; it stays under the size
@@ -19,7 +19,7 @@ from course_lib.explorer import MAX_BYTES, METADATA_KEY, decode_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = {3: "chapter_03_seq2seq_attention.ipynb", 4: "chapter_04_self_attention.ipynb",
-            5: "chapter_05_transformer.ipynb", 6: "chapter_06_bert.ipynb"}
+            5: "chapter_05_transformer.ipynb", 6: "chapter_06_bert.ipynb", 7: "chapter_07_decoder_only.ipynb"}
 
 
 def explorers(name: str) -> list[tuple[str, dict, str]]:
