@@ -104,14 +104,14 @@ def test_every_chapter_of_the_toc_exists_and_its_heading_has_its_number():
 
 
 def test_a_chapter_added_to_the_toc_without_a_preface_row_is_reported():
-    """The check itself can fail: a chapter 7 in the toc, but not in the preface."""
+    """The check itself can fail: a chapter 8 in the toc, but not in the preface."""
     toc_text = TOC.read_text(encoding="utf-8")
     toc = yaml.safe_load(toc_text)
     chapters = next(p for p in toc["parts"] if p["caption"] == "Chapters")["chapters"]
-    chapters.append({"file": "book/chapter_07_decoder_only"})
+    chapters.append({"file": "book/chapter_08_next"})
     problems = chapter_list_problems(yaml.safe_dump(toc), PREFACE.read_text(encoding="utf-8"))
-    assert len(problems) == 1 and problems[0].startswith("chapter 7 (book/chapter_07_decoder_only")
-    assert "| 7. " in problems[0]
+    assert len(problems) == 1 and problems[0].startswith("chapter 8 (book/chapter_08_next")
+    assert "| 8. " in problems[0]
 
 
 def test_a_preface_that_calls_a_listed_chapter_unwritten_is_reported():
